@@ -1,0 +1,87 @@
+"""What every annotator does: label a batch of texts, each within the full label set or within a
+candidate set of its own.
+
+An LLM backend, a local model and the embedded sentence-embedding model all answer through
+:meth:`Annotator.annotate`, so the memory bank and the refinement never know which one they hold.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..labels import LabelSet
+
+Candidates = Sequence[str] | None
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One answer: the raw response, its bank key and canonical label (None if out of the set).
+
+    ``scores``, where the backend has them, is a probability per label of the label set in its
+    order, zero outside the labels the item was allowed.
+    """
+
+    raw: str
+    key: str
+    label: str | None
+    scores: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+class Annotator(ABC):
+    """Labels texts with a label set. Subclasses implement :meth:`_annotate`.
+
+    ``calls`` counts item queries (one per text per :meth:`annotate`), the unit an API bills.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """A stable string naming everything that determines the answers (model, prompt, settings).
+
+        Memory banks record it, so a bank is never applied to answers from another annotator.
+        """
+
+    @property
+    def has_scores(self) -> bool:
+        return False
+
+    @abstractmethod
+    def _annotate(self, texts: Sequence[str], labels: LabelSet,
+                  candidates: Sequence[tuple[str, ...] | None]) -> list[Annotation]:
+        """Answer each text; ``candidates[i]`` (when not None) restricts item i's allowed labels."""
+
+    def annotate(self, texts: Sequence[str], labels: LabelSet,
+                 candidates: Sequence[Candidates] | None = None) -> list[Annotation]:
+        """Answer each text with one label of ``labels`` (or of its own candidate set).
+
+        >>> annotator.annotate(["my card never came"], labels,
+        ...                    candidates=[("card arrival", "card delivery estimate")])  # doctest: +SKIP
+        """
+        if candidates is None:
+            restricted: list[tuple[str, ...] | None] = [None] * len(texts)
+        else:
+            if len(candidates) != len(texts):
+                raise ValueError(f"{len(candidates)} candidate sets for {len(texts)} texts")
+            restricted = []
+            for cands in candidates:
+                if cands is None:
+                    restricted.append(None)
+                    continue
+                cands = tuple(cands)
+                unknown = [c for c in cands if c not in labels]
+                if not cands or unknown:
+                    raise ValueError(f"candidate set {cands!r} is empty or not within the label set")
+                restricted.append(cands)
+        if not texts:
+            return []
+        answers = self._annotate(texts, labels, restricted)
+        self.calls += len(texts)
+        return answers

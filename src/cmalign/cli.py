@@ -1,0 +1,252 @@
+"""The ``cmalign`` command: a thin layer over the library.
+
+Every input problem ends as one line on stderr naming the file, line or column, and exit code 2;
+a traceback means a bug in cmalign.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import __version__
+from .errors import CmalignError, DataError
+
+EXIT_USAGE = 2
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _embedded_annotator():
+    from .annotators.embedding import EmbeddingAnnotator
+
+    annotator = EmbeddingAnnotator()
+    annotator.progress = _progress()
+    return annotator
+
+
+def _split_list(values: Sequence[str]) -> list[str]:
+    return [v for value in values for v in value.split(",") if v.strip()]
+
+
+# -- datasets ----------------------------------------------------------------------------------
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import bundled_names, load_bundled
+
+    rows = []
+    for name in bundled_names():
+        ds = load_bundled(name)
+        rows.append((name, len(ds.labels), "-" if ds.large is None else len(ds.large), len(ds.small)))
+    print(f"{'dataset':<18} {'labels':>6} {'large':>7} {'small':>7}")
+    for name, n_labels, large, small in rows:
+        print(f"{name:<18} {n_labels:>6} {large:>7} {small:>7}")
+    from importlib import resources
+
+    print(f"\nsources and licences: {resources.files('cmalign.data') / 'bundled' / 'SOURCES.md'}")
+    return 0
+
+
+# -- fit ---------------------------------------------------------------------------------------
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .data import check_labels, read_items, read_labelset
+    from .labels import LabelSet
+    from .method import ConsistentMarginalization
+
+    items = read_items(args.preferences, text_field=args.text_field, label_field=args.label_field,
+                       require_labels=True)
+    if args.labels:
+        label_set = read_labelset(args.labels)
+        items = check_labels(items, label_set, args.preferences, labels_source=args.labels)
+    else:
+        label_set = LabelSet.of(item.label for item in items)
+    annotator = _embedded_annotator()
+    cm = ConsistentMarginalization(annotator).fit([i.text for i in items], [i.label for i in items],
+                                                  label_set=label_set, budget=f"n={len(items)}",
+                                                  progress=_progress())
+    cm.bank_.save(args.output)
+    entries = cm.bank_.entries.values()
+    ambiguous = sum(len(e.counts) >= 2 for e in entries)
+    remaps = sum(len(e.counts) == 1 and e.candidates[0] != e.response for e in entries)
+    _say(f"fitted on {len(items)} preference samples, {len(label_set)} labels: {len(entries)} distinct "
+         f"answers, {ambiguous} ambiguous (re-asked), {remaps} remapped to another label")
+    _say(f"wrote {args.output}")
+    return 0
+
+
+# -- annotate ----------------------------------------------------------------------------------
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from .data import read_items, read_labelset
+    from .method import ConsistentMarginalization, MemoryBank
+
+    bank = MemoryBank.load(args.bank)
+    if args.labels:
+        given = read_labelset(args.labels)
+        if given.labels != bank.labels.labels:
+            missing = [l for l in given.labels if l not in bank.labels][:3]
+            extra = [l for l in bank.labels.labels if l not in given][:3]
+            raise DataError(f"the bank was fitted on a different label set than {args.labels} "
+                            f"(only in the label file: {missing}, only in the bank: {extra})", args.bank)
+    items = read_items(args.input, text_field=args.text_field, label_field=args.label_field)
+    for item in items:
+        if item.label is not None and bank.labels.canonical(item.label) is None:
+            raise DataError(f"label {item.label!r} is not in the label set of the bank {args.bank} "
+                            "(was the bank fitted on a different label set?)", args.input, item.line)
+    annotator = _embedded_annotator()
+    cm = ConsistentMarginalization.from_bank(annotator, bank, rule=args.rule, batch_size=args.batch_size)
+
+    actions: Counter[str] = Counter()
+    started = time.perf_counter()
+    output = Path(args.output)
+    with open(output, "w", encoding="utf-8") as out, \
+            tqdm(total=len(items), unit="item", desc="annotate", disable=not _progress()) as bar:
+        for start in range(0, len(items), args.batch_size):
+            chunk = items[start:start + args.batch_size]
+            for item, d in zip(chunk, cm.decide([i.text for i in chunk])):
+                actions[d.action.value] += 1
+                out.write(json.dumps({
+                    "line": item.line, "text": item.text,
+                    "annotator_answer": d.answer.raw, "annotator_label": d.answer.label,
+                    "candidates": list(d.candidates), "action": d.action.value, "label": d.label,
+                }, ensure_ascii=False) + "\n")
+            out.flush()  # what is written stays written if a later chunk fails
+            bar.update(len(chunk))
+    elapsed = time.perf_counter() - started
+    summary = ", ".join(f"{n} {a}" for a, n in sorted(actions.items()))
+    _say(f"annotated {len(items)} items in {elapsed:.1f}s ({len(items) / max(elapsed, 1e-9):.0f} items/s, "
+         f"{annotator.calls} annotator calls): {summary}")
+    _say(f"wrote {output}")
+    return 0
+
+
+# -- bench -------------------------------------------------------------------------------------
+
+def _format_table(results: list) -> str:
+    methods = list(results[0].methods)
+    head = f"{'dataset':<18} {'budget':>6} {'seed':>4} {'n_pref':>6} {'n_eval':>6}  " + \
+        "  ".join(f"{m:>8}" for m in methods)
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(f"{r.dataset:<18} {r.budget:>6} {r.seed:>4} {r.n_preference:>6} {r.n_eval:>6}  "
+                     + "  ".join(f"{r.methods[m].accuracy:>8.3f}" for m in methods))
+    groups: dict[tuple[str, str], list] = {}
+    for r in results:
+        groups.setdefault((r.dataset, r.budget), []).append(r)
+    if any(len(g) > 1 for g in groups.values()):
+        lines += ["", "mean over seeds", "-" * len(head)]
+        for (dataset, budget), runs in groups.items():
+            lines.append(f"{dataset:<18} {budget:>6} {len(runs):>4} {'':>6} {'':>6}  " + "  ".join(
+                f"{statistics.fmean(r.methods[m].accuracy for r in runs):>8.3f}" for m in methods))
+    calls = results[-1].methods
+    lines += ["", "annotator calls per evaluation item (last run): " + ", ".join(
+        f"{m} {calls[m].annotator_calls / results[-1].n_eval:.2f}" for m in methods)]
+    return "\n".join(lines)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .data import Budget, bundled_names, load_bundled, load_folder
+    from .evaluation import run_protocol
+
+    budgets = [Budget.parse(b) for b in _split_list(args.budget)]
+    try:
+        seeds = [int(s) for s in _split_list(args.seed)]
+    except ValueError:
+        raise DataError(f"seeds must be whole numbers, got {args.seed}") from None
+    if args.data:
+        datasets = [load_folder(args.data, text_field=args.text_field, label_field=args.label_field)]
+    else:
+        names = _split_list(args.dataset) if args.dataset else bundled_names()
+        datasets = [load_bundled(name) for name in names]
+    annotator = _embedded_annotator()
+    results = []
+    runs = [(d, b, s) for d in datasets for b in budgets for s in seeds]
+    for dataset, budget, seed in tqdm(runs, desc="bench", unit="run", disable=not _progress()):
+        result = run_protocol(dataset, budget, seed, annotator, progress=_progress())
+        results.append(result)
+        if args.json:
+            print(json.dumps(result.to_json()), flush=True)
+    if not args.json:
+        print(_format_table(results))
+    return 0
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cmalign", description="Label text the way one user means it, learned from a few of their "
+        "labels (Consistent Marginalization).")
+    parser.add_argument("--version", action="version", version=f"cmalign {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def fields(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--text-field", help="key or column holding the text (default: text, else input)")
+        p.add_argument("--label-field", help="key or column holding the label (default: label)")
+
+    p = sub.add_parser("datasets", help="list the bundled datasets")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("fit", help="preference file (the user's labels) -> memory bank file")
+    p.add_argument("preferences", help="JSONL or CSV with a text and a label per item")
+    p.add_argument("-o", "--output", required=True, help="where to write the bank (JSON)")
+    p.add_argument("--labels", help="label-set file (one label a line; default: the labels in the data)")
+    fields(p)
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("annotate", help="unlabelled file -> JSONL of CM labels, using a bank")
+    p.add_argument("input", help="JSONL or CSV with a text per item")
+    p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
+    p.add_argument("-o", "--output", required=True, help="where to write the labelled JSONL")
+    p.add_argument("--rule", choices=["remap", "paper"], default="remap",
+                   help="remap (default): also replace answers with a single candidate; paper: re-ask only")
+    p.add_argument("--labels", help="label-set file; must match the bank's")
+    p.add_argument("--batch-size", type=int, default=1024, help=argparse.SUPPRESS)
+    fields(p)
+    p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser("bench", help="the paper's protocol: datasets x budgets x seeds -> accuracy table")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--dataset", action="append", help="bundled dataset(s), comma-separated "
+                       "(default: all; see 'cmalign datasets')")
+    where.add_argument("--data", help="a folder with large.jsonl and/or small.jsonl of your own")
+    p.add_argument("--budget", action="append", default=None,
+                   help="fraction(s) of the pool the user labels, e.g. 0.01,0.05 (default), or n=500")
+    p.add_argument("--seed", action="append", default=None, help="seed(s), e.g. 0,1 (default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per run")
+    fields(p)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "bench":
+        args.budget = args.budget or ["0.01,0.05"]
+        args.seed = args.seed or ["0,1"]
+    try:
+        return args.func(args)
+    except CmalignError as exc:
+        _say(f"cmalign: error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _say("cmalign: interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,202 @@
+"""Readers for labelled and unlabelled items (JSONL, CSV) and for label-set files.
+
+Every problem is reported as a :class:`~cmalign.errors.DataError` naming the file and the line
+(1-based, as an editor shows it) or the column, and the whole file is read before any work
+starts, so a bad line costs nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ..errors import DataError
+from ..labels import LabelSet
+
+TEXT_FIELDS = ("text", "input")
+LABEL_FIELDS = ("label",)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One text, with the user's label when it has one, and where it came from (1-based line)."""
+
+    text: str
+    label: str | None = None
+    line: int = 0
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _format_of(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    last = suffixes[-1] if suffixes else ""
+    if last in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if last in (".csv", ".tsv"):
+        return last[1:]
+    raise DataError(f"unknown file type {last or '(none)'!r}: expected .jsonl, .csv or .tsv", path)
+
+
+def _pick(present: Iterable[str], wanted: str | None, defaults: Sequence[str]) -> str | None:
+    present = list(present)
+    if wanted is not None:
+        return wanted if wanted in present else None
+    return next((name for name in defaults if name in present), None)
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, record) pairs; the record's keys are the file's field or column names."""
+    fmt = _format_of(path)
+    try:
+        with _open_text(path) as handle:
+            if fmt == "jsonl":
+                for number, raw in enumerate(handle, start=1):
+                    if not raw.strip():
+                        continue
+                    try:
+                        record = json.loads(raw)
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"not valid JSON ({exc.msg} at character {exc.colno})",
+                                        path, number) from None
+                    if not isinstance(record, dict):
+                        raise DataError(f"expected a JSON object, got {type(record).__name__}",
+                                        path, number)
+                    yield number, record
+            else:
+                reader = csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ",")
+                for record in reader:
+                    if None in record:
+                        raise DataError("more cells than the header has columns", path, reader.line_num)
+                    yield reader.line_num, record
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
+    except (OSError, EOFError, csv.Error) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise DataError("no such file", path) from None
+        raise DataError(f"cannot read the file ({exc})", path) from None
+
+
+def read_items(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,
+               require_labels: bool = False, allow_empty: bool = False) -> list[Item]:
+    """Read items from a JSONL or CSV/TSV file (optionally gzipped).
+
+    ``text_field`` and ``label_field`` name the key or column; by default the text is the first
+    of ``text``/``input`` and the label is ``label``. With ``require_labels`` every item must have
+    a label; otherwise a label is read where the field is present.
+
+    >>> read_items("tickets.csv", text_field="body", label_field="team")  # doctest: +SKIP
+    """
+    path = Path(path)
+    items: list[Item] = []
+    text_key = label_key = None
+    columns_checked = False
+    for number, record in _records(path):
+        if not columns_checked:
+            text_key = _pick(record, text_field, TEXT_FIELDS)
+            if text_key is None:
+                wanted = text_field or " or ".join(TEXT_FIELDS)
+                raise DataError(f"no text field {wanted!r}; the fields are {sorted(record)}",
+                                path, number if _format_of(path) == "jsonl" else None,
+                                column=None if _format_of(path) == "jsonl" else wanted)
+            label_key = _pick(record, label_field, LABEL_FIELDS)
+            if require_labels and label_key is None:
+                wanted = label_field or LABEL_FIELDS[0]
+                raise DataError(f"no label field {wanted!r}; the fields are {sorted(record)}",
+                                path, number if _format_of(path) == "jsonl" else None,
+                                column=None if _format_of(path) == "jsonl" else wanted)
+            columns_checked = True
+        text = record.get(text_key)
+        if not isinstance(text, str):
+            what = "missing" if text is None else f"a {type(text).__name__}, not a string"
+            raise DataError(f"the text field {text_key!r} is {what}", path, number)
+        label = record.get(label_key) if label_key is not None else None
+        if label is not None and not isinstance(label, str):
+            if isinstance(label, (int, float)) and not isinstance(label, bool):
+                label = str(label)
+            else:
+                raise DataError(f"the label field {label_key!r} is a {type(label).__name__}",
+                                path, number)
+        if label is not None and not label.strip():
+            label = None
+        if require_labels and label is None:
+            raise DataError(f"the label field {label_key!r} is missing or empty", path, number)
+        items.append(Item(text=text, label=label, line=number))
+    if not items and not allow_empty:
+        raise DataError("the file holds no items", path)
+    return items
+
+
+def read_labelset(path: str | Path) -> LabelSet:
+    """Read a label set: one label a line (``label<TAB>description`` gives a description).
+
+    Blank lines and lines starting with ``#`` are skipped. A ``.json`` file may instead hold a
+    list of labels or an object mapping each label to its description.
+    """
+    path = Path(path)
+    labels: list[str] = []
+    descriptions: list[str] = []
+    where: dict[str, int] = {}
+    try:
+        if path.suffix.lower() == ".json":
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"not valid JSON ({exc.msg})", path, exc.lineno) from None
+            if isinstance(data, dict):
+                entries = [(str(k), str(v)) for k, v in data.items()]
+            elif isinstance(data, list) and all(isinstance(x, str) for x in data):
+                entries = [(x, "") for x in data]
+            else:
+                raise DataError("expected a list of labels or an object of label: description", path)
+            numbered = [(i + 1, label, desc) for i, (label, desc) in enumerate(entries)]
+        else:
+            numbered = []
+            for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if not raw.strip() or raw.lstrip().startswith("#"):
+                    continue
+                label, _, desc = raw.partition("\t")
+                numbered.append((number, label.strip(), desc.strip()))
+    except FileNotFoundError:
+        raise DataError("no such file", path) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
+    for number, label, desc in numbered:
+        if label in where:
+            raise DataError(f"label {label!r} repeats line {where[label]}", path, number)
+        where[label] = number
+        labels.append(label)
+        descriptions.append(desc)
+    if not labels:
+        raise DataError("the label file holds no labels", path)
+    try:
+        return LabelSet(tuple(labels), tuple(descriptions) if any(descriptions) else ())
+    except DataError as exc:
+        raise DataError(exc.problem, path) from None
+
+
+def check_labels(items: Sequence[Item], labels: LabelSet, path: str | Path,
+                 labels_source: str | Path | None = None) -> list[Item]:
+    """Return ``items`` with each label replaced by its canonical form; fail on the first unknown one."""
+    checked = []
+    for item in items:
+        if item.label is None:
+            checked.append(item)
+            continue
+        canonical = labels.canonical(item.label)
+        if canonical is None:
+            source = f" from {labels_source}" if labels_source else ""
+            raise DataError(f"label {item.label!r} is not in the label set{source} "
+                            f"({len(labels)} labels)", path, item.line)
+        checked.append(Item(text=item.text, label=canonical, line=item.line))
+    return checked

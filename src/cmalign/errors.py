@@ -1,0 +1,37 @@
+"""Errors a user can act on.
+
+Every error raised for bad input names where the problem is (file, line or column) and what was
+expected, so the CLI can print it as one line and exit non-zero instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CmalignError(Exception):
+    """Base class for errors caused by the user's input or settings, not by a bug."""
+
+
+class DataError(CmalignError):
+    """A data, label or bank file is malformed or does not fit the rest of the input."""
+
+    def __init__(self, problem: str, path: str | Path | None = None, line: int | None = None,
+                 column: str | None = None) -> None:
+        self.problem = problem
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.column = column
+        where = ""
+        if self.path is not None:
+            where = self.path
+            if line is not None:
+                where += f":{line}"
+            if column is not None:
+                where += f" (column {column!r})"
+            where += ": "
+        super().__init__(where + problem)
+
+
+class ModelError(CmalignError):
+    """The embedded model is missing or its files are not the ones this version was built for."""

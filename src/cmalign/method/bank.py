@@ -1,0 +1,150 @@
+"""The discrepancy memory bank: which labels the user meant when the annotator said ``r``.
+
+Built once from the preference samples, it is an empirical transition table from the
+annotator's (normalised) responses to the user's labels. The paper keeps only the set of labels
+per response; the counts are kept here too, since the set is just their support and the counts
+order the candidates and carry the evidence that later variants weigh.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..annotators.base import Annotation
+from ..errors import DataError
+from ..labels import LabelSet
+
+FORMAT = "cmalign-memory-bank"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class BankEntry:
+    """For one response key: the user's labels and how often, most frequent first."""
+
+    response: str
+    in_label_set: bool
+    counts: tuple[tuple[str, int], ...]
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return tuple(label for label, _ in self.counts)
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.counts)
+
+
+@dataclass(frozen=True)
+class MemoryBank:
+    """Response key -> counts of the user's labels, with what it was fitted on.
+
+    >>> bank = MemoryBank.build(annotations, user_labels, labels, annotator="...")  # doctest: +SKIP
+    >>> bank.candidates("atm support")  # doctest: +SKIP
+    ('card swallowed', 'atm support')
+    """
+
+    labels: LabelSet
+    annotator: str
+    entries: Mapping[str, BankEntry]
+    n_samples: int
+    budget: str | None = None
+    seed: int | None = None
+
+    @classmethod
+    def build(cls, annotations: Sequence[Annotation], user_labels: Sequence[str], labels: LabelSet, *,
+              annotator: str, budget: str | None = None, seed: int | None = None) -> MemoryBank:
+        if len(annotations) != len(user_labels):
+            raise ValueError(f"{len(annotations)} annotations for {len(user_labels)} labels")
+        if not annotations:
+            raise DataError("no preference samples to fit the memory bank on")
+        table: dict[str, Counter[str]] = {}
+        for answer, truth in zip(annotations, user_labels):
+            if truth not in labels:
+                raise DataError(f"preference label {truth!r} is not in the label set")
+            table.setdefault(answer.key, Counter())[truth] += 1
+        entries = {key: cls._entry(key, counts, labels) for key, counts in table.items()}
+        return cls(labels=labels, annotator=annotator, entries=cls._ordered(entries, labels),
+                   n_samples=len(annotations), budget=budget, seed=seed)
+
+    @staticmethod
+    def _entry(key: str, counts: Mapping[str, int], labels: LabelSet) -> BankEntry:
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], labels.index(kv[0])))
+        return BankEntry(response=key, in_label_set=key in labels, counts=tuple(ranked))
+
+    @staticmethod
+    def _ordered(entries: dict[str, BankEntry], labels: LabelSet) -> dict[str, BankEntry]:
+        # in-set responses in label order, then out-of-set ones alphabetically: a stable, readable file
+        return dict(sorted(entries.items(),
+                           key=lambda kv: (0, labels.index(kv[0]), "") if kv[0] in labels else (1, 0, kv[0])))
+
+    def lookup(self, key: str) -> BankEntry | None:
+        return self.entries.get(key)
+
+    def candidates(self, key: str) -> tuple[str, ...]:
+        """The user's labels for response ``key``, most frequent first; empty if never seen."""
+        entry = self.entries.get(key)
+        return entry.candidates if entry is not None else ()
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "annotator": self.annotator,
+            "n_samples": self.n_samples,
+            "budget": self.budget,
+            "seed": self.seed,
+            "labels": list(self.labels.labels),
+            "descriptions": list(self.labels.descriptions),
+            "entries": [{"response": e.response, "in_label_set": e.in_label_set, "counts": dict(e.counts)}
+                        for e in self.entries.values()],
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the bank as readable JSON (atomically: a crash never leaves half a bank)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MemoryBank:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError("no such file", path) from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON ({exc.msg})", path, exc.lineno) from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise DataError(f"not a cmalign memory bank (no \"format\": \"{FORMAT}\")", path)
+        if data.get("version") != VERSION:
+            raise DataError(f"memory bank version {data.get('version')!r}; this cmalign reads "
+                            f"version {VERSION}", path)
+        try:
+            descriptions = tuple(data.get("descriptions") or ())
+            labels = LabelSet(tuple(data["labels"]), descriptions)
+            entries: dict[str, BankEntry] = {}
+            for raw in data["entries"]:
+                counts = {str(k): int(v) for k, v in raw["counts"].items()}
+                unknown = [k for k in counts if k not in labels]
+                if unknown or any(v < 1 for v in counts.values()) or not counts:
+                    raise DataError(f"entry {raw['response']!r} has labels outside the bank's label "
+                                    f"set or counts below 1", path)
+                entries[raw["response"]] = cls._entry(raw["response"], counts, labels)
+            return cls(labels=labels, annotator=str(data["annotator"]), entries=entries,
+                       n_samples=int(data["n_samples"]), budget=data.get("budget"), seed=data.get("seed"))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"malformed memory bank ({type(exc).__name__}: {exc})", path) from None
+        except DataError as exc:
+            if exc.path is None:
+                raise DataError(exc.problem, path) from None
+            raise

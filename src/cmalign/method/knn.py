@@ -1,0 +1,64 @@
+"""The baseline a user would try instead of CM: k nearest neighbours on their own labels.
+
+Same preference samples, same embeddings as the embedded annotator. ``k`` is chosen by
+leave-one-out accuracy on the preference samples themselves, so the baseline is as good as its
+own labels allow and never sees evaluation labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..annotators.embedding import SentenceEncoder
+from ..labels import LabelSet
+
+DEFAULT_KS = (1, 3, 5, 7, 10, 15, 20)
+
+
+def _vote(sims: np.ndarray, neighbour_labels: np.ndarray, k: int, n_labels: int) -> np.ndarray:
+    """Similarity-weighted vote of the k most similar samples, as scores of shape (rows, labels)."""
+    k = min(k, sims.shape[1])
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    weights = np.take_along_axis(sims, top, axis=1)
+    scores = np.zeros((sims.shape[0], n_labels), dtype=np.float64)
+    rows = np.repeat(np.arange(sims.shape[0]), k)
+    np.add.at(scores, (rows, neighbour_labels[top].ravel()), np.maximum(weights, 0).ravel() + 1e-9)
+    return scores
+
+
+class KNNClassifier:
+    """Similarity-weighted kNN over sentence embeddings, k picked by leave-one-out.
+
+    >>> knn = KNNClassifier(SentenceEncoder()).fit(texts, labels, label_set)  # doctest: +SKIP
+    >>> knn.predict(["where is my card"])  # doctest: +SKIP
+    """
+
+    def __init__(self, encoder: SentenceEncoder, *, ks: Sequence[int] = DEFAULT_KS) -> None:
+        self.encoder = encoder
+        self.ks = tuple(ks)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: LabelSet | None = None) -> KNNClassifier:
+        self.label_set_ = label_set if label_set is not None else LabelSet.of(labels)
+        self.vectors_ = self.encoder.encode(texts)
+        self.targets_ = np.array([self.label_set_.index(y) for y in labels])
+        self.loo_accuracy_: dict[int, float] = {}
+        if len(texts) < 2:
+            self.k_ = 1
+            return self
+        sims = self.vectors_ @ self.vectors_.T
+        np.fill_diagonal(sims, -np.inf)  # leave one out: a sample never votes for itself
+        for k in self.ks:
+            if k >= len(texts):
+                continue
+            votes = _vote(sims, self.targets_, k, len(self.label_set_))
+            self.loo_accuracy_[k] = float(np.mean(votes.argmax(axis=1) == self.targets_))
+        # the most accurate k; ties go to the smaller k
+        self.k_ = max(self.loo_accuracy_, key=lambda k: (self.loo_accuracy_[k], -k), default=1)
+        return self
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        sims = self.encoder.encode(texts) @ self.vectors_.T
+        votes = _vote(sims, self.targets_, self.k_, len(self.label_set_))
+        return [self.label_set_.labels[j] for j in votes.argmax(axis=1)]
