@@ -1,0 +1,153 @@
+"""The command line, end to end on the real embedded model and real bundled data."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cmalign.cli import main
+from cmalign.data import load_bundled
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory):
+    """A user's own files: preference CSV with other column names, an unlabelled JSONL."""
+    root = tmp_path_factory.mktemp("user")
+    ds = load_bundled("massive_scenario")
+    pref = ds.large[:400]
+    lines = ["id,utterance,my_label"] + [f'{n},"{i.text}",{i.label}' for n, i in enumerate(pref)]
+    (root / "prefs.csv").write_text("\n".join(lines) + "\n")
+    (root / "labels.txt").write_text("\n".join(ds.labels.labels) + "\n")
+    (root / "new.jsonl").write_text("".join(json.dumps({"text": i.text}) + "\n" for i in ds.small[:300]))
+    return root, ds
+
+
+@pytest.fixture(scope="module")
+def fitted_bank(user_files):
+    root, _ = user_files
+    bank = root / "bank.json"
+    assert main(["fit", str(root / "prefs.csv"), "-o", str(bank), "--labels", str(root / "labels.txt"),
+                 "--text-field", "utterance", "--label-field", "my_label"]) == 0
+    return bank
+
+
+def test_datasets_lists_all_five(capsys):
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0
+    for name in ("banking77", "clinc", "massive_scenario", "mtop_intent", "stackexchange"):
+        assert name in out
+    assert "10003" in out and "SOURCES.md" in out
+
+
+def test_fit_then_annotate_on_user_files(capsys, user_files, fitted_bank):
+    root, ds = user_files
+    bank = fitted_bank
+    data = json.loads(bank.read_text())
+    assert data["n_samples"] == 400 and data["labels"] == list(ds.labels.labels)
+    assert sum(sum(e["counts"].values()) for e in data["entries"]) == 400
+
+    out_file = root / "out.jsonl"
+    code, _, err = run(capsys, "annotate", str(root / "new.jsonl"), "--bank", str(bank), "-o", str(out_file))
+    assert code == 0, err
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert len(rows) == 300 and [r["line"] for r in rows] == list(range(1, 301))
+    for r in rows:
+        assert r["label"] in ds.labels
+        entry = next((e for e in data["entries"] if e["response"] == r["annotator_label"]), None)
+        expected = [] if entry is None else list(entry["counts"])
+        assert r["candidates"] == expected
+        if len(expected) >= 2:
+            assert r["action"] == "reask" and r["label"] in expected
+    gold = [i.label for i in ds.small[:300]]
+    cm_acc = sum(r["label"] == g for r, g in zip(rows, gold)) / 300
+    base_acc = sum(r["annotator_label"] == g for r, g in zip(rows, gold)) / 300
+    assert cm_acc >= base_acc - 0.05  # CM is not allowed to wreck the annotator on this data
+    assert "items/s" in err
+
+
+def test_bench_json_is_shaped_as_documented_and_repeatable(capsys):
+    argv = ("bench", "--dataset", "massive_scenario", "--budget", "0.01", "--seed", "0", "--json")
+    code, out1, _ = run(capsys, *argv)
+    assert code == 0
+    code, out2, _ = run(capsys, *argv)
+    assert out1 == out2
+    (line,) = out1.splitlines()
+    result = json.loads(line)
+    assert result["dataset"] == "massive_scenario" and result["seed"] == 0 and result["budget"] == "0.01"
+    assert result["n_preference"] == 115 and result["n_eval"] == 2974
+    assert result["annotator"].startswith("embedding:all-MiniLM-L6-v2@53aa5117")
+    assert set(result["methods"]) >= {"base", "cm", "cm_remap", "knn"}
+    for m in result["methods"].values():
+        assert 0.0 <= m["accuracy"] <= 1.0
+    assert result["methods"]["base"]["annotator_calls"] == 2974
+    assert result["methods"]["cm"]["annotator_calls"] >= 2974
+    assert result["methods"]["knn"]["annotator_calls"] == 0
+
+
+def test_bench_on_banking77_uses_the_papers_sizes(capsys):
+    code, out, _ = run(capsys, "bench", "--dataset", "banking77", "--budget", "0.05", "--seed", "0", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["n_preference"] == 500 and result["n_eval"] == 3080
+
+
+def test_bench_table_on_a_user_folder(capsys, tmp_path):
+    ds = load_bundled("massive_scenario")
+    (tmp_path / "small.jsonl").write_text("".join(
+        json.dumps({"text": i.text, "label": i.label}) + "\n" for i in ds.small[:400]))
+    code, out, _ = run(capsys, "bench", "--data", str(tmp_path), "--budget", "0.1", "--seed", "0,1")
+    assert code == 0
+    assert "cm_remap" in out and "mean over seeds" in out
+    assert out.count(tmp_path.name) == 3  # two runs and their mean
+
+
+# -- bad input: one line naming the file and the problem, exit 2, nothing else -----------------
+
+BAD = {
+    "malformed_jsonl": ("p.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": }\n', "p.jsonl:2: not valid JSON"),
+    "csv_without_text": ("p.csv", "utterance,label\nhi,x\n", "p.csv (column 'text or input'): no text field"),
+    "empty_preferences": ("p.jsonl", "", "p.jsonl: the file holds no items"),
+    "label_not_in_set": ("p.jsonl", '{"text": "a", "label": "iot"}\n{"text": "b", "label": "cooking"}\n',
+                         "p.jsonl:2: label 'cooking' is not in the label set"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_preference_files(capsys, tmp_path, case):
+    name, content, expected = BAD[case]
+    (tmp_path / name).write_text(content)
+    (tmp_path / "labels.txt").write_text("iot\nqa\n")
+    code, out, err = run(capsys, "fit", str(tmp_path / name), "-o", str(tmp_path / "bank.json"),
+                         "--labels", str(tmp_path / "labels.txt"))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and expected in err
+    assert not (tmp_path / "bank.json").exists()
+
+
+def test_bank_from_a_different_label_set(capsys, tmp_path, fitted_bank):
+    bank = fitted_bank
+    (tmp_path / "in.jsonl").write_text('{"text": "wake me at 7", "label": "alarm"}\n'
+                                       '{"text": "what is 2+2", "label": "arithmetic"}\n')
+    code, _, err = run(capsys, "annotate", str(tmp_path / "in.jsonl"), "--bank", str(bank), "-o",
+                       str(tmp_path / "out.jsonl"))
+    assert code == 2 and "in.jsonl:2: label 'arithmetic' is not in the label set of the bank" in err
+    (tmp_path / "other.txt").write_text("alarm\nweather\n")
+    code, _, err = run(capsys, "annotate", str(tmp_path / "in.jsonl"), "--bank", str(bank), "-o",
+                       str(tmp_path / "out.jsonl"), "--labels", str(tmp_path / "other.txt"))
+    assert code == 2 and "different label set" in err and str(bank) in err
+
+
+@pytest.mark.parametrize("budget", ["0", "1.5"])
+def test_bad_budget_exits_cleanly(budget):
+    # a real process: what a user sees, with no traceback
+    proc = subprocess.run([sys.executable, "-m", "cmalign", "bench", "--dataset", "massive_scenario",
+                           "--budget", budget], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("cmalign: error: budget") and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
