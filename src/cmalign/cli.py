@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule", choices=["remap", "paper"], default="remap",
                    help="remap (default): also replace answers with a single candidate; paper: re-ask only")
     p.add_argument("--labels", help="label-set file; must match the bank's")
-    p.add_argument("--batch-size", type=int, default=1024, help=argparse.SUPPRESS)
+    p.add_argument("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
     fields(p)
     p.set_defaults(func=cmd_annotate)
 

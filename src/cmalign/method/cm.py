@@ -59,7 +59,7 @@ class ConsistentMarginalization:
     ['card arrival']
     """
 
-    def __init__(self, annotator: Annotator, *, rule: Rule | str = Rule.REMAP, batch_size: int = 512) -> None:
+    def __init__(self, annotator: Annotator, *, rule: Rule | str = Rule.REMAP, batch_size: int = 4096) -> None:
         self.annotator = annotator
         self.rule = Rule(rule)
         self.batch_size = batch_size
@@ -67,7 +67,7 @@ class ConsistentMarginalization:
 
     @classmethod
     def from_bank(cls, annotator: Annotator, bank: MemoryBank, *, rule: Rule | str = Rule.REMAP,
-                  batch_size: int = 512) -> ConsistentMarginalization:
+                  batch_size: int = 4096) -> ConsistentMarginalization:
         """Use a bank fitted earlier; it must come from an annotator with the same identity."""
         if bank.annotator != annotator.identity:
             raise DataError(f"the memory bank was fitted with annotator {bank.annotator!r}, "
