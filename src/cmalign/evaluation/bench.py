@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..annotators.embedding import EmbeddingAnnotator
 from ..data.datasets import Budget, Dataset, protocol_split
 from ..method.cm import ConsistentMarginalization, Rule
 from ..method.knn import KNNClassifier
-from .metrics import accuracy
+from ..method.combined import CombinedCM
+from ..method.evidence import gather
+from ..method.marginal import MarginalCM
+from .metrics import accuracy, expected_calibration_error
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class MethodResult:
     accuracy: float
     annotator_calls: int
     fit_annotator_calls: int = 0
+    ece: float | None = None  # expected calibration error, for methods that give probabilities
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class RunResult:
             "n_preference": self.n_preference, "n_eval": self.n_eval,
             "methods": {name: {"accuracy": round(m.accuracy, 6), "annotator_calls": m.annotator_calls,
                                "fit_annotator_calls": m.fit_annotator_calls}
+                        | ({} if m.ece is None else {"ece": round(m.ece, 6)})
                         for name, m in self.methods.items()},
         }
 
@@ -58,15 +65,20 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Embeddi
     gold = [item.label for item in split.evaluation]
     labels = dataset.labels
 
+    gold_index = np.array([labels.index(y) for y in gold])
+
     start = annotator.calls
     base_answers = annotator.annotate(eval_texts, labels)
     base_calls = annotator.calls - start
-    methods = {"base": MethodResult(accuracy([a.label for a in base_answers], gold), base_calls)}
+    eval_evidence = gather(eval_texts, labels, annotator, annotator.encoder, base_answers)
+    methods = {"base": MethodResult(accuracy([a.label for a in base_answers], gold), base_calls,
+                                    ece=expected_calibration_error(eval_evidence.A, gold_index))}
 
     start = annotator.calls
-    cm = ConsistentMarginalization(annotator, rule=Rule.PAPER).fit(
-        pref_texts, pref_labels, label_set=labels, budget=str(budget), seed=seed, progress=progress)
+    pref_answers = annotator.annotate(pref_texts, labels)
     fit_calls = annotator.calls - start
+    cm = ConsistentMarginalization(annotator, rule=Rule.PAPER).fit(
+        pref_texts, pref_labels, label_set=labels, budget=str(budget), seed=seed, answers=pref_answers)
     for name, rule in (("cm", Rule.PAPER), ("cm_remap", Rule.REMAP)):
         cm.rule = rule
         start = annotator.calls
@@ -76,6 +88,21 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Embeddi
 
     knn = KNNClassifier(annotator.encoder).fit(pref_texts, pref_labels, labels)
     methods["knn"] = MethodResult(accuracy(knn.predict(eval_texts), gold), 0)
+
+    # the score-based variants share one look at the preference samples and one at the eval items
+    pref_evidence = gather(pref_texts, labels, annotator, annotator.encoder, pref_answers)
+    pref_index = np.array([labels.index(y) for y in pref_labels])
+    variants = {
+        "cm_marg": MarginalCM(annotator),
+        "cm_ibank": MarginalCM(annotator, instance_dependent=True),
+        "cm_best": CombinedCM(annotator),
+    }
+    for name, model in variants.items():
+        model.labels_ = labels
+        probs = model.fit_evidence(pref_evidence, pref_index).proba_evidence(eval_evidence)
+        predicted = [labels.labels[j] for j in probs.argmax(axis=1)]
+        methods[name] = MethodResult(accuracy(predicted, gold), base_calls, fit_calls,
+                                     ece=expected_calibration_error(probs, gold_index))
 
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=annotator.identity,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods)

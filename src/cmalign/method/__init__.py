@@ -1,8 +1,10 @@
 """The method: the memory bank, CM refinement, and the kNN baseline it is compared with."""
 
 from .bank import BankEntry, MemoryBank
+from .combined import CombinedCM
 from .cm import Action, ConsistentMarginalization, Decision, Rule
 from .knn import KNNClassifier
+from .marginal import MarginalCM
 
-__all__ = ["Action", "BankEntry", "ConsistentMarginalization", "Decision", "KNNClassifier",
+__all__ = ["Action", "BankEntry", "CombinedCM", "MarginalCM", "ConsistentMarginalization", "Decision", "KNNClassifier",
            "MemoryBank", "Rule"]

@@ -86,13 +86,19 @@ class ConsistentMarginalization:
         return self.bank_
 
     def fit(self, texts: Sequence[str], labels: Sequence[str], *, label_set: LabelSet | None = None,
-            budget: str | None = None, seed: int | None = None, progress: bool = False
-            ) -> ConsistentMarginalization:
-        """Run the annotator on the preference samples and count (response -> user label)."""
+            budget: str | None = None, seed: int | None = None, progress: bool = False,
+            answers: Sequence[Annotation] | None = None) -> ConsistentMarginalization:
+        """Run the annotator on the preference samples and count (response -> user label).
+
+        ``answers`` may hold the annotator's answers on ``texts`` already made; they are then used.
+        """
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts for {len(labels)} labels")
         label_set = label_set if label_set is not None else LabelSet.of(labels)
-        answers = self._annotate_batches(texts, label_set, progress=progress, what="fit")
+        if answers is None:
+            answers = self._annotate_batches(texts, label_set, progress=progress, what="fit")
+        elif len(answers) != len(texts):
+            raise ValueError(f"{len(answers)} answers for {len(texts)} texts")
         self.bank_ = MemoryBank.build(answers, labels, label_set, annotator=self.annotator.identity,
                                       budget=budget, seed=seed)
         return self

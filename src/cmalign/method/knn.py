@@ -28,6 +28,22 @@ def _vote(sims: np.ndarray, neighbour_labels: np.ndarray, k: int, n_labels: int)
     return scores
 
 
+def choose_k(sims_loo: np.ndarray, targets: np.ndarray, n_labels: int,
+             ks: Sequence[int] = DEFAULT_KS) -> tuple[int, dict[int, float]]:
+    """The k with the best leave-one-out accuracy (ties: the smaller k), and each k's accuracy.
+
+    ``sims_loo`` is the samples' similarity matrix with ``-inf`` on its diagonal.
+    """
+    accuracy: dict[int, float] = {}
+    for k in ks:
+        if k >= len(targets):
+            continue
+        votes = _vote(sims_loo, targets, k, n_labels)
+        accuracy[k] = float(np.mean(votes.argmax(axis=1) == targets))
+    best = max(accuracy, key=lambda k: (accuracy[k], -k), default=1)
+    return best, accuracy
+
+
 class KNNClassifier:
     """Similarity-weighted kNN over sentence embeddings, k picked by leave-one-out.
 
@@ -43,19 +59,9 @@ class KNNClassifier:
         self.label_set_ = label_set if label_set is not None else LabelSet.of(labels)
         self.vectors_ = self.encoder.encode(texts)
         self.targets_ = np.array([self.label_set_.index(y) for y in labels])
-        self.loo_accuracy_: dict[int, float] = {}
-        if len(texts) < 2:
-            self.k_ = 1
-            return self
         sims = self.vectors_ @ self.vectors_.T
         np.fill_diagonal(sims, -np.inf)  # leave one out: a sample never votes for itself
-        for k in self.ks:
-            if k >= len(texts):
-                continue
-            votes = _vote(sims, self.targets_, k, len(self.label_set_))
-            self.loo_accuracy_[k] = float(np.mean(votes.argmax(axis=1) == self.targets_))
-        # the most accurate k; ties go to the smaller k
-        self.k_ = max(self.loo_accuracy_, key=lambda k: (self.loo_accuracy_[k], -k), default=1)
+        self.k_, self.loo_accuracy_ = choose_k(sims, self.targets_, len(self.label_set_), self.ks)
         return self
 
     def predict(self, texts: Sequence[str]) -> list[str]:
