@@ -17,7 +17,8 @@ def make_bank() -> MemoryBank:
     answers = [ans("ATM support"), ans("atm_support"), ans("atm support"), ans("Card Arrival"),
                ans("no idea"), ans("No idea!")]
     truth = ["card swallowed", "atm support", "card swallowed", "card arrival", "pin blocked", "pin blocked"]
-    return MemoryBank.build(answers, truth, LABELS, annotator="scripted", budget="n=6", seed=3)
+    texts = [f"text {i}" for i in range(6)]
+    return MemoryBank.build(answers, truth, LABELS, annotator="scripted", budget="n=6", seed=3, texts=texts)
 
 
 def test_counts_are_keyed_by_the_normalised_answer():
@@ -45,6 +46,7 @@ def test_save_and_load_give_back_the_same_bank(tmp_path):
     assert data["n_samples"] == 6 and data["budget"] == "n=6"
     loaded = MemoryBank.load(tmp_path / "bank.json")
     assert loaded == bank
+    assert loaded.samples[0].text == "text 0" and loaded.samples[0].answer == "atm support"
     assert list(loaded.entries) == list(bank.entries)
 
 

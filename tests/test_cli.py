@@ -54,7 +54,8 @@ def test_fit_then_annotate_on_user_files(capsys, user_files, fitted_bank):
     assert sum(sum(e["counts"].values()) for e in data["entries"]) == 400
 
     out_file = root / "out.jsonl"
-    code, _, err = run(capsys, "annotate", str(root / "new.jsonl"), "--bank", str(bank), "-o", str(out_file))
+    code, _, err = run(capsys, "annotate", str(root / "new.jsonl"), "--bank", str(bank), "-o", str(out_file),
+                       "--method", "cm_remap")
     assert code == 0, err
     rows = [json.loads(line) for line in out_file.read_text().splitlines()]
     assert len(rows) == 300 and [r["line"] for r in rows] == list(range(1, 301))
@@ -83,12 +84,45 @@ def test_bench_json_is_shaped_as_documented_and_repeatable(capsys):
     assert result["dataset"] == "massive_scenario" and result["seed"] == 0 and result["budget"] == "0.01"
     assert result["n_preference"] == 115 and result["n_eval"] == 2974
     assert result["annotator"].startswith("embedding:all-MiniLM-L6-v2@53aa5117")
-    assert set(result["methods"]) >= {"base", "cm", "cm_remap", "knn"}
+    assert set(result["methods"]) == {"base", "cm", "cm_remap", "knn", "cm_marg", "cm_ibank", "cm_best"}
     for m in result["methods"].values():
         assert 0.0 <= m["accuracy"] <= 1.0
+    for name in ("base", "cm_marg", "cm_ibank", "cm_best"):
+        assert 0.0 <= result["methods"][name]["ece"] <= 1.0
     assert result["methods"]["base"]["annotator_calls"] == 2974
     assert result["methods"]["cm"]["annotator_calls"] >= 2974
     assert result["methods"]["knn"]["annotator_calls"] == 0
+
+
+def test_annotate_with_the_combined_method_gives_confidences(capsys, user_files, fitted_bank, tmp_path):
+    root, ds = user_files
+    out_file = tmp_path / "best.jsonl"
+    code, _, err = run(capsys, "annotate", str(root / "new.jsonl"), "--bank", str(fitted_bank), "-o", str(out_file))
+    assert code == 0, err
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert len(rows) == 300 and all(r["method"] == "cm_best" for r in rows)
+    assert all(r["label"] in ds.labels and 0.0 < r["confidence"] <= 1.0 for r in rows)
+    gold = [i.label for i in ds.small[:300]]
+    correct = [r["label"] == g for r, g in zip(rows, gold)]
+    base = sum(r["annotator_label"] == g for r, g in zip(rows, gold))
+    assert sum(correct) > base + 30  # 400 labels of the user's own beat the zero-shot annotator
+    # confidence means something: the confident half is right more often than the rest
+    order = sorted(range(300), key=lambda i: -rows[i]["confidence"])
+    assert sum(correct[i] for i in order[:150]) > sum(correct[i] for i in order[150:]) + 20
+
+
+def test_variants_need_a_bank_with_samples(capsys, fitted_bank, user_files, tmp_path):
+    root, _ = user_files
+    data = json.loads(fitted_bank.read_text())
+    data["samples"] = []
+    counts_only = tmp_path / "counts.json"
+    counts_only.write_text(json.dumps(data))
+    code, _, err = run(capsys, "annotate", str(root / "new.jsonl"), "--bank", str(counts_only), "-o",
+                       str(tmp_path / "o.jsonl"))
+    assert code == 2 and "needs the preference samples" in err
+    code, _, err = run(capsys, "annotate", str(root / "new.jsonl"), "--bank", str(counts_only), "-o",
+                       str(tmp_path / "o.jsonl"), "--method", "cm")
+    assert code == 0, err
 
 
 def test_bench_on_banking77_uses_the_papers_sizes(capsys):

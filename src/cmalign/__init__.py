@@ -14,8 +14,9 @@ __version__ = "0.1.0"
 from .annotators import Annotation, Annotator, EmbeddingAnnotator, SentenceEncoder
 from .errors import CmalignError, DataError, ModelError
 from .labels import LabelSet, normalize
-from .method import ConsistentMarginalization, Decision, KNNClassifier, MemoryBank, Rule
+from .method import (CombinedCM, ConsistentMarginalization, Decision, KNNClassifier, MarginalCM,
+                     MemoryBank, Rule)
 
-__all__ = ["Annotation", "Annotator", "CmalignError", "ConsistentMarginalization", "DataError",
-           "Decision", "EmbeddingAnnotator", "KNNClassifier", "LabelSet", "MemoryBank", "ModelError",
+__all__ = ["Annotation", "Annotator", "CmalignError", "CombinedCM", "ConsistentMarginalization", "DataError",
+           "Decision", "EmbeddingAnnotator", "KNNClassifier", "LabelSet", "MarginalCM", "MemoryBank", "ModelError",
            "Rule", "SentenceEncoder", "normalize"]

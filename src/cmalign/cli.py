@@ -91,6 +91,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 # -- annotate ----------------------------------------------------------------------------------
 
+RULES = {"cm": "paper", "cm_remap": "remap"}
+VARIANTS = ("cm_marg", "cm_ibank", "cm_best")
+
+
+def _variant(name: str, annotator):
+    from .method import CombinedCM, MarginalCM
+
+    if name == "cm_best":
+        return CombinedCM(annotator)
+    return MarginalCM(annotator, instance_dependent=name == "cm_ibank")
+
+
 def cmd_annotate(args: argparse.Namespace) -> int:
     from .data import read_items, read_labelset
     from .method import ConsistentMarginalization, MemoryBank
@@ -103,34 +115,52 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             extra = [l for l in bank.labels.labels if l not in given][:3]
             raise DataError(f"the bank was fitted on a different label set than {args.labels} "
                             f"(only in the label file: {missing}, only in the bank: {extra})", args.bank)
+    if args.method in VARIANTS and not bank.samples:
+        raise DataError(f"--method {args.method} needs the preference samples, and this bank holds only "
+                        "counts; refit it with 'cmalign fit' or use --method cm_remap", args.bank)
     items = read_items(args.input, text_field=args.text_field, label_field=args.label_field)
     for item in items:
         if item.label is not None and bank.labels.canonical(item.label) is None:
             raise DataError(f"label {item.label!r} is not in the label set of the bank {args.bank} "
                             "(was the bank fitted on a different label set?)", args.input, item.line)
     annotator = _embedded_annotator()
-    cm = ConsistentMarginalization.from_bank(annotator, bank, rule=args.rule, batch_size=args.batch_size)
+    labels = bank.labels
+    cm = ConsistentMarginalization.from_bank(annotator, bank, rule=RULES.get(args.method, "remap"),
+                                             batch_size=args.batch_size)
+    model = None
+    if args.method in VARIANTS:
+        model = _variant(args.method, annotator).fit([s.text for s in bank.samples],
+                                                     [s.label for s in bank.samples], labels)
 
-    actions: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
     started = time.perf_counter()
     output = Path(args.output)
     with open(output, "w", encoding="utf-8") as out, \
             tqdm(total=len(items), unit="item", desc="annotate", disable=not _progress()) as bar:
         for start in range(0, len(items), args.batch_size):
             chunk = items[start:start + args.batch_size]
-            for item, d in zip(chunk, cm.decide([i.text for i in chunk])):
-                actions[d.action.value] += 1
+            texts = [i.text for i in chunk]
+            answers = annotator.annotate(texts, labels)
+            if model is None:
+                decisions = cm.decide(texts, answers=answers)
+                extra = [{"action": d.action.value, "label": d.label} for d in decisions]
+            else:
+                probs = model.predict_proba(texts, answers=answers)
+                extra = [{"label": labels.labels[j], "confidence": round(float(p[j]), 4)}
+                         for p, j in zip(probs, probs.argmax(axis=1))]
+            for item, answer, fields in zip(chunk, answers, extra):
+                outcomes[fields.get("action") or ("changed" if fields["label"] != answer.label else "kept")] += 1
                 out.write(json.dumps({
                     "line": item.line, "text": item.text,
-                    "annotator_answer": d.answer.raw, "annotator_label": d.answer.label,
-                    "candidates": list(d.candidates), "action": d.action.value, "label": d.label,
+                    "annotator_answer": answer.raw, "annotator_label": answer.label,
+                    "candidates": list(bank.candidates(answer.key)), "method": args.method, **fields,
                 }, ensure_ascii=False) + "\n")
             out.flush()  # what is written stays written if a later chunk fails
             bar.update(len(chunk))
     elapsed = time.perf_counter() - started
-    summary = ", ".join(f"{n} {a}" for a, n in sorted(actions.items()))
-    _say(f"annotated {len(items)} items in {elapsed:.1f}s ({len(items) / max(elapsed, 1e-9):.0f} items/s, "
-         f"{annotator.calls} annotator calls): {summary}")
+    summary = ", ".join(f"{n} {a}" for a, n in sorted(outcomes.items()))
+    _say(f"annotated {len(items)} items with {args.method} in {elapsed:.1f}s "
+         f"({len(items) / max(elapsed, 1e-9):.0f} items/s, {annotator.calls} annotator calls): {summary}")
     _say(f"wrote {output}")
     return 0
 
@@ -213,8 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="JSONL or CSV with a text per item")
     p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
     p.add_argument("-o", "--output", required=True, help="where to write the labelled JSONL")
-    p.add_argument("--rule", choices=["remap", "paper"], default="remap",
-                   help="remap (default): also replace answers with a single candidate; paper: re-ask only")
+    p.add_argument("--method", choices=[*RULES, *VARIANTS], default="cm_best",
+                   help="cm_best (default): the combined model, with a confidence per item; cm: the "
+                   "paper's rule; cm_remap: the rule plus single-candidate remap; cm_marg, cm_ibank: "
+                   "probabilistic marginalisation (global or instance-dependent bank)")
     p.add_argument("--labels", help="label-set file; must match the bank's")
     p.add_argument("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
     fields(p)

@@ -40,6 +40,15 @@ class BankEntry:
 
 
 @dataclass(frozen=True)
+class PreferenceSample:
+    """One of the user's labelled items, with the annotator's answer key for it."""
+
+    text: str
+    label: str
+    answer: str
+
+
+@dataclass(frozen=True)
 class MemoryBank:
     """Response key -> counts of the user's labels, with what it was fitted on.
 
@@ -54,12 +63,17 @@ class MemoryBank:
     n_samples: int
     budget: str | None = None
     seed: int | None = None
+    # the preference samples themselves, kept so that the score-based variants (which need the
+    # texts, not just the counts) can be fitted from a bank file; empty when not stored
+    samples: tuple[PreferenceSample, ...] = ()
 
     @classmethod
     def build(cls, annotations: Sequence[Annotation], user_labels: Sequence[str], labels: LabelSet, *,
-              annotator: str, budget: str | None = None, seed: int | None = None) -> MemoryBank:
-        if len(annotations) != len(user_labels):
-            raise ValueError(f"{len(annotations)} annotations for {len(user_labels)} labels")
+              annotator: str, budget: str | None = None, seed: int | None = None,
+              texts: Sequence[str] | None = None) -> MemoryBank:
+        """Count (answer key -> user label); with ``texts``, keep the samples in the bank too."""
+        if len(annotations) != len(user_labels) or (texts is not None and len(texts) != len(user_labels)):
+            raise ValueError("annotations, labels and texts differ in length")
         if not annotations:
             raise DataError("no preference samples to fit the memory bank on")
         table: dict[str, Counter[str]] = {}
@@ -68,8 +82,10 @@ class MemoryBank:
                 raise DataError(f"preference label {truth!r} is not in the label set")
             table.setdefault(answer.key, Counter())[truth] += 1
         entries = {key: cls._entry(key, counts, labels) for key, counts in table.items()}
+        samples = () if texts is None else tuple(
+            PreferenceSample(t, y, a.key) for t, y, a in zip(texts, user_labels, annotations))
         return cls(labels=labels, annotator=annotator, entries=cls._ordered(entries, labels),
-                   n_samples=len(annotations), budget=budget, seed=seed)
+                   n_samples=len(annotations), budget=budget, seed=seed, samples=samples)
 
     @staticmethod
     def _entry(key: str, counts: Mapping[str, int], labels: LabelSet) -> BankEntry:
@@ -104,6 +120,7 @@ class MemoryBank:
             "descriptions": list(self.labels.descriptions),
             "entries": [{"response": e.response, "in_label_set": e.in_label_set, "counts": dict(e.counts)}
                         for e in self.entries.values()],
+            "samples": [{"text": s.text, "label": s.label, "answer": s.answer} for s in self.samples],
         }
 
     def save(self, path: str | Path) -> None:
@@ -140,8 +157,15 @@ class MemoryBank:
                     raise DataError(f"entry {raw['response']!r} has labels outside the bank's label "
                                     f"set or counts below 1", path)
                 entries[raw["response"]] = cls._entry(raw["response"], counts, labels)
+            samples = tuple(PreferenceSample(str(r["text"]), str(r["label"]), str(r["answer"]))
+                            for r in data.get("samples") or ())
+            if any(s.label not in labels for s in samples):
+                raise DataError("a stored preference sample has a label outside the bank's label set", path)
+            if samples and len(samples) != int(data["n_samples"]):
+                raise DataError(f"{len(samples)} stored samples but n_samples is {data['n_samples']}", path)
             return cls(labels=labels, annotator=str(data["annotator"]), entries=entries,
-                       n_samples=int(data["n_samples"]), budget=data.get("budget"), seed=data.get("seed"))
+                       n_samples=int(data["n_samples"]), budget=data.get("budget"), seed=data.get("seed"),
+                       samples=samples)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"malformed memory bank ({type(exc).__name__}: {exc})", path) from None
         except DataError as exc:

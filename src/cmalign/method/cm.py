@@ -100,7 +100,7 @@ class ConsistentMarginalization:
         elif len(answers) != len(texts):
             raise ValueError(f"{len(answers)} answers for {len(texts)} texts")
         self.bank_ = MemoryBank.build(answers, labels, label_set, annotator=self.annotator.identity,
-                                      budget=budget, seed=seed)
+                                      budget=budget, seed=seed, texts=texts)
         return self
 
     def _annotate_batches(self, texts: Sequence[str], labels: LabelSet, *, progress: bool,
