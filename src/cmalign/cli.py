@@ -84,7 +84,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     ambiguous = sum(len(e.counts) >= 2 for e in entries)
     remaps = sum(len(e.counts) == 1 and e.candidates[0] != e.response for e in entries)
     _say(f"fitted on {len(items)} preference samples, {len(label_set)} labels: {len(entries)} distinct "
-         f"answers, {ambiguous} ambiguous (re-asked), {remaps} remapped to another label")
+         f"answers; the cm rules re-ask within {ambiguous} of them and remap {remaps}")
     _say(f"wrote {args.output}")
     return 0
 
