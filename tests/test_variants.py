@@ -4,7 +4,7 @@ and the combined method on real data with the real model."""
 import numpy as np
 import pytest
 
-from cmalign import CombinedCM, EmbeddingAnnotator, MarginalCM
+from cmalign import CombinedCM, LabelSet, MarginalCM
 from cmalign.data import Budget, load_bundled, protocol_split
 from cmalign.evaluation import accuracy
 from cmalign.evaluation.metrics import expected_calibration_error
@@ -25,7 +25,7 @@ def one_hot_evidence(X, answers, C):
 
 
 def fitted(model, ev, y):
-    return model.fit_evidence(ev, np.asarray(y))
+    return model.fit_evidence(ev, np.asarray(y), LabelSet.of(f"label {j}" for j in range(ev.A.shape[1])))
 
 
 def marginal_model(instance_dependent):
@@ -147,7 +147,7 @@ def test_marginal_variants_on_real_data(annotator, massive_run):
 
 def test_variants_refuse_an_annotator_without_scores():
     from scripted import ScriptedAnnotator
-    from cmalign import CmalignError, LabelSet
+    from cmalign import CmalignError
 
     with pytest.raises(CmalignError, match="gives no per-label scores"):
         gather(["x"], LabelSet.of(["a"]), ScriptedAnnotator({"x": "a"}), encoder=None)

@@ -98,8 +98,7 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Embeddi
         "cm_best": CombinedCM(annotator),
     }
     for name, model in variants.items():
-        model.labels_ = labels
-        probs = model.fit_evidence(pref_evidence, pref_index).proba_evidence(eval_evidence)
+        probs = model.fit_evidence(pref_evidence, pref_index, labels).proba_evidence(eval_evidence)
         predicted = [labels.labels[j] for j in probs.argmax(axis=1)]
         methods[name] = MethodResult(accuracy(predicted, gold), base_calls, fit_calls,
                                      ece=expected_calibration_error(probs, gold_index))

@@ -26,16 +26,12 @@ from the preference samples alone; nothing is tuned per dataset.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import logsumexp, softmax
 
-from ..annotators.base import Annotation, Annotator
-from ..annotators.embedding import SentenceEncoder
 from ..labels import LabelSet
-from .evidence import Evidence, encoder_of, gather
+from .evidence import Evidence, ScoredMethod
 from .knn import _vote, choose_k
 
 TAUS = (1e6, 8.0, 4.0, 2.0, 1.0, 0.5, 0.25, 0.0)   # tried in this order: ties keep the larger prior
@@ -170,24 +166,15 @@ def _fit_weights(F: np.ndarray, y: np.ndarray) -> np.ndarray:
     return minimize(loss, np.zeros(K), jac=True, method="L-BFGS-B").x
 
 
-class CombinedCM:
+class CombinedCM(ScoredMethod):
     """The combined method (``cm_best`` in bench): calibrated ``p(y|x)`` from all the evidence.
 
     >>> best = CombinedCM(EmbeddingAnnotator()).fit(pref_texts, pref_labels, label_set)  # doctest: +SKIP
     >>> p = best.predict_proba(new_texts); confidence = p.max(axis=1)  # doctest: +SKIP
     """
 
-    def __init__(self, annotator: Annotator, *, encoder: SentenceEncoder | None = None) -> None:
-        self.annotator = annotator
-        self.encoder = encoder_of(annotator, encoder)
-
-    def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: LabelSet | None = None, *,
-            evidence: Evidence | None = None) -> CombinedCM:
-        self.labels_ = label_set if label_set is not None else LabelSet.of(labels)
-        ev = evidence if evidence is not None else gather(texts, self.labels_, self.annotator, self.encoder)
-        return self.fit_evidence(ev, np.array([self.labels_.index(y) for y in labels]))
-
-    def fit_evidence(self, ev: Evidence, y: np.ndarray) -> CombinedCM:
+    def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> CombinedCM:
+        self.labels_ = labels
         L = self.encoder.encode(self.labels_.readable()).astype(np.float64)
         C = L.shape[0]
         Xp = ev.X
@@ -206,13 +193,6 @@ class CombinedCM:
         F = _features(S, ev.X, ev.log_a, self.yp_, self.Xp_, self.L_, self.tau_, self.k_,
                       ev.X @ self.W_.T, loo=False)
         return softmax(F @ self.weights_, axis=1)
-
-    def predict_proba(self, texts: Sequence[str], *, answers: Sequence[Annotation] | None = None) -> np.ndarray:
-        """p(y|x) per text over ``labels_``; its maximum is a calibrated confidence."""
-        return self.proba_evidence(gather(texts, self.labels_, self.annotator, self.encoder, answers))
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return [self.labels_.labels[j] for j in self.predict_proba(texts).argmax(axis=1)]
 
     def feature_weights(self) -> dict[str, float]:
         """The weight each piece of evidence earned on held-out preference samples."""

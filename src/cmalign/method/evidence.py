@@ -3,8 +3,10 @@ probabilities. Gathered once per batch so each variant reuses it instead of aski
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +14,9 @@ from ..annotators.base import Annotation, Annotator
 from ..annotators.embedding import EmbeddingAnnotator, SentenceEncoder
 from ..errors import CmalignError
 from ..labels import LabelSet
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; only read by type checkers here
 
 # floor for log-probabilities: an annotator's zero is "very unlikely", not "impossible"
 PROB_FLOOR = 1e-30
@@ -50,3 +55,39 @@ def gather(texts: Sequence[str], labels: LabelSet, annotator: Annotator, encoder
     A = np.stack([a.scores for a in answers]).astype(np.float64)
     answer = np.array([labels.index(a.label) for a in answers])
     return Evidence(X=encoder.encode(texts).astype(np.float64), A=A, answer=answer)
+
+
+class ScoredMethod(ABC):
+    """A method that turns evidence into ``p(y|x)``: a meta-estimator around an annotator with scores.
+
+    Subclasses implement :meth:`fit_evidence` and :meth:`proba_evidence`; callers that already hold
+    the evidence (``cmalign bench`` shares one look at the data across methods) use those directly.
+    """
+
+    def __init__(self, annotator: Annotator, *, encoder: SentenceEncoder | None = None) -> None:
+        self.annotator = annotator
+        self.encoder = encoder_of(annotator, encoder)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: LabelSet | None = None) -> Self:
+        """Ask the annotator about the preference samples and fit on its answers and the user's labels."""
+        label_set = label_set if label_set is not None else LabelSet.of(labels)
+        ev = gather(texts, label_set, self.annotator, self.encoder)
+        return self.fit_evidence(ev, np.array([label_set.index(y) for y in labels]), label_set)
+
+    @abstractmethod
+    def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> Self:
+        """Fit on the preference samples' evidence and their label indices."""
+
+    @abstractmethod
+    def proba_evidence(self, ev: Evidence) -> np.ndarray:
+        """p(y|x), shape (items, labels), rows summing to 1."""
+
+    def predict_proba(self, texts: Sequence[str], *, answers: Sequence[Annotation] | None = None) -> np.ndarray:
+        """p(y|x) per text over ``labels_``; its maximum is the item's confidence.
+
+        ``answers`` may hold the annotator's answers on ``texts`` already made (with scores).
+        """
+        return self.proba_evidence(gather(texts, self.labels_, self.annotator, self.encoder, answers))
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return [self.labels_.labels[j] for j in self.predict_proba(texts).argmax(axis=1)]

@@ -21,14 +21,13 @@ discrepancy, made literal.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 
 import numpy as np
 
-from ..annotators.base import Annotation, Annotator
+from ..annotators.base import Annotator
 from ..annotators.embedding import SentenceEncoder
 from ..labels import LabelSet
-from .evidence import Evidence, encoder_of, gather
+from .evidence import Evidence, ScoredMethod
 
 BETAS = (0.5, 1.0, 2.5, 5.0)
 ALPHAS = (0.25, 1.0, 4.0, 16.0)
@@ -68,7 +67,7 @@ def _instance_probs(P: np.ndarray, W: np.ndarray, answer: np.ndarray, Y: np.ndar
     return (W * coef[:, answer]) @ Y + alpha * coef
 
 
-class MarginalCM:
+class MarginalCM(ScoredMethod):
     """``p(y|x) = sum_r p(r|x) T(y|r)`` around an annotator that gives scores.
 
     >>> m = MarginalCM(EmbeddingAnnotator(), instance_dependent=True).fit(texts, labels)  # doctest: +SKIP
@@ -78,17 +77,11 @@ class MarginalCM:
 
     def __init__(self, annotator: Annotator, *, instance_dependent: bool = False,
                  encoder: SentenceEncoder | None = None) -> None:
-        self.annotator = annotator
+        super().__init__(annotator, encoder=encoder)
         self.instance_dependent = instance_dependent
-        self.encoder = encoder_of(annotator, encoder)
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: LabelSet | None = None, *,
-            evidence: Evidence | None = None) -> MarginalCM:
-        self.labels_ = label_set if label_set is not None else LabelSet.of(labels)
-        ev = evidence if evidence is not None else gather(texts, self.labels_, self.annotator, self.encoder)
-        return self.fit_evidence(ev, np.array([self.labels_.index(y) for y in labels]))
-
-    def fit_evidence(self, ev: Evidence, y: np.ndarray) -> MarginalCM:
+    def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> MarginalCM:
+        self.labels_ = labels
         C = ev.A.shape[1]
         self.X_, self.answer_, self.y_ = ev.X, ev.answer, y
         self.Y_ = np.eye(C)[y]
@@ -121,10 +114,3 @@ class MarginalCM:
             return _instance_probs(P, W, self.answer_, self.Y_, self.alpha_)
         T = self.counts_ + self.alpha_ * np.eye(P.shape[1])
         return P @ (T / T.sum(axis=1, keepdims=True))
-
-    def predict_proba(self, texts: Sequence[str], *, answers: Sequence[Annotation] | None = None) -> np.ndarray:
-        """p(y|x) per text over ``labels_``, rows summing to 1."""
-        return self.proba_evidence(gather(texts, self.labels_, self.annotator, self.encoder, answers))
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return [self.labels_.labels[j] for j in self.predict_proba(texts).argmax(axis=1)]
