@@ -40,7 +40,7 @@ def _embedded_annotator():
 
 
 def _split_list(values: Sequence[str]) -> list[str]:
-    return [v for value in values for v in value.split(",") if v.strip()]
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
 # -- datasets ----------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     results = []
     runs = [(d, b, s) for d in datasets for b in budgets for s in seeds]
     for dataset, budget, seed in tqdm(runs, desc="bench", unit="run", disable=not _progress()):
-        result = run_protocol(dataset, budget, seed, annotator, progress=_progress())
+        result = run_protocol(dataset, budget, seed, annotator)
         results.append(result)
         if args.json:
             print(json.dumps(result.to_json()), flush=True)

@@ -51,8 +51,7 @@ class RunResult:
         }
 
 
-def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: EmbeddingAnnotator,
-                 *, progress: bool = False) -> RunResult:
+def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: EmbeddingAnnotator) -> RunResult:
     """Draw the preference sample, fit every method on it, and score each on the evaluation items.
 
     The annotator's answers on the evaluation items are made once and shared by ``base`` and the
@@ -64,7 +63,6 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Embeddi
     eval_texts = [item.text for item in split.evaluation]
     gold = [item.label for item in split.evaluation]
     labels = dataset.labels
-
     gold_index = np.array([labels.index(y) for y in gold])
 
     start = annotator.calls
