@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import __version__
+from .annotators.registry import SPECS
 from .errors import CmalignError, DataError
 
 EXIT_USAGE = 2
@@ -31,12 +32,16 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _embedded_annotator():
-    from .annotators.embedding import EmbeddingAnnotator
+def _annotator(spec: str):
+    """(annotator, the shared sentence encoder) for ``--annotator``."""
+    from .annotators.embedding import EmbeddingAnnotator, SentenceEncoder
+    from .annotators.registry import make_annotator
 
-    annotator = EmbeddingAnnotator()
-    annotator.progress = _progress()
-    return annotator
+    encoder = SentenceEncoder()
+    annotator = make_annotator(spec, encoder)
+    if isinstance(annotator, EmbeddingAnnotator):
+        annotator.progress = _progress()
+    return annotator, encoder
 
 
 def _split_list(values: Sequence[str]) -> list[str]:
@@ -75,7 +80,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         items = check_labels(items, label_set, args.preferences, labels_source=args.labels)
     else:
         label_set = LabelSet.of(item.label for item in items)
-    annotator = _embedded_annotator()
+    annotator, _ = _annotator(args.annotator)
     cm = ConsistentMarginalization(annotator).fit([i.text for i in items], [i.label for i in items],
                                                   label_set=label_set, budget=f"n={len(items)}",
                                                   progress=_progress())
@@ -95,12 +100,12 @@ RULES = {"cm": "paper", "cm_remap": "remap"}
 VARIANTS = ("cm_marg", "cm_ibank", "cm_best")
 
 
-def _variant(name: str, annotator):
+def _variant(name: str, annotator, encoder):
     from .method import CombinedCM, MarginalCM
 
     if name == "cm_best":
-        return CombinedCM(annotator)
-    return MarginalCM(annotator, instance_dependent=name == "cm_ibank")
+        return CombinedCM(annotator, encoder=encoder)
+    return MarginalCM(annotator, instance_dependent=name == "cm_ibank", encoder=encoder)
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
@@ -123,13 +128,13 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         if item.label is not None and bank.labels.canonical(item.label) is None:
             raise DataError(f"label {item.label!r} is not in the label set of the bank {args.bank} "
                             "(was the bank fitted on a different label set?)", args.input, item.line)
-    annotator = _embedded_annotator()
+    annotator, encoder = _annotator(args.annotator)
     labels = bank.labels
     cm = ConsistentMarginalization.from_bank(annotator, bank, rule=RULES.get(args.method, "remap"),
                                              batch_size=args.batch_size)
     model = None
     if args.method in VARIANTS:
-        model = _variant(args.method, annotator).fit([s.text for s in bank.samples],
+        model = _variant(args.method, annotator, encoder).fit([s.text for s in bank.samples],
                                                      [s.label for s in bank.samples], labels)
 
     outcomes: Counter[str] = Counter()
@@ -203,11 +208,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         names = _split_list(args.dataset) if args.dataset else bundled_names()
         datasets = [load_bundled(name) for name in names]
-    annotator = _embedded_annotator()
+    if args.limit is not None and args.limit < 1:
+        raise DataError(f"--limit {args.limit} is below 1")
+    annotator, encoder = _annotator(args.annotator)
     results = []
     runs = [(d, b, s) for d in datasets for b in budgets for s in seeds]
     for dataset, budget, seed in tqdm(runs, desc="bench", unit="run", disable=not _progress()):
-        result = run_protocol(dataset, budget, seed, annotator)
+        result = run_protocol(dataset, budget, seed, annotator, encoder, limit=args.limit)
         results.append(result)
         if args.json:
             print(json.dumps(result.to_json()), flush=True)
@@ -228,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     def fields(p: argparse.ArgumentParser) -> None:
         p.add_argument("--text-field", help="key or column holding the text (default: text, else input)")
         p.add_argument("--label-field", help="key or column holding the label (default: label)")
+        p.add_argument("--annotator", default="embedded", help=f"the annotator: {SPECS}")
 
     p = sub.add_parser("datasets", help="list the bundled datasets")
     p.set_defaults(func=cmd_datasets)
@@ -261,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction(s) of the pool the user labels, e.g. 0.01,0.05 (default), or n=500")
     p.add_argument("--seed", action="append", default=None, help="seed(s), e.g. 0,1 (default)")
     p.add_argument("--json", action="store_true", help="print one JSON object per run")
+    p.add_argument("--limit", type=int, help="evaluate on a seeded subset of this many items (slow annotators)")
     fields(p)
     p.set_defaults(func=cmd_bench)
     return parser

@@ -137,13 +137,16 @@ def load_folder(folder: str | Path, *, text_field: str | None = None,
     return _read_pair(folder.name, large, small, text_field=text_field, label_field=label_field)
 
 
-def protocol_split(dataset: Dataset, budget: Budget, seed: int) -> Split:
+def protocol_split(dataset: Dataset, budget: Budget, seed: int, limit: int | None = None) -> Split:
     """The paper's split: a seeded random preference sample from ``large``, evaluation on ``small``.
 
     Without ``large``, the sample comes from ``small`` and the remainder is evaluated. Indices are
     drawn with ``numpy.random.default_rng(seed)`` and kept in file order, so the same arguments
-    always give the same split.
+    always give the same split. ``limit`` keeps a seeded subset of that many evaluation items (for
+    slow annotators); the preference sample is the same with or without it.
     """
+    if limit is not None and limit < 1:
+        raise DataError(f"limit {limit} is below 1")
     pool = dataset.large if dataset.large is not None else dataset.small
     n = budget.size(len(pool))
     room = len(pool) if dataset.large is not None else len(pool) - 1
@@ -154,7 +157,12 @@ def protocol_split(dataset: Dataset, budget: Budget, seed: int) -> Split:
     chosen = np.sort(rng.choice(len(pool), size=n, replace=False))
     preference = tuple(pool[i] for i in chosen)
     if dataset.large is not None:
-        return Split(preference=preference, evaluation=dataset.small)
-    taken = set(chosen.tolist())
-    rest = tuple(item for i, item in enumerate(pool) if i not in taken)
-    return Split(preference=preference, evaluation=rest)
+        evaluation = dataset.small
+    else:
+        taken = set(chosen.tolist())
+        evaluation = tuple(item for i, item in enumerate(pool) if i not in taken)
+    if limit is not None and limit < len(evaluation):
+        # a stream of its own, so the subset does not shift the preference sample
+        keep = np.sort(np.random.default_rng([seed, 1]).choice(len(evaluation), size=limit, replace=False))
+        evaluation = tuple(evaluation[i] for i in keep)
+    return Split(preference=preference, evaluation=evaluation)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..annotators.embedding import EmbeddingAnnotator
+from ..annotators.base import Annotator
+from ..annotators.embedding import SentenceEncoder
 from ..data.datasets import Budget, Dataset, protocol_split
 from ..method.cm import ConsistentMarginalization, Rule
 from ..method.knn import KNNClassifier
@@ -51,13 +52,15 @@ class RunResult:
         }
 
 
-def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: EmbeddingAnnotator) -> RunResult:
+def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Annotator, encoder: SentenceEncoder,
+                 *, limit: int | None = None) -> RunResult:
     """Draw the preference sample, fit every method on it, and score each on the evaluation items.
 
     The annotator's answers on the evaluation items are made once and shared by ``base`` and the
-    CM rules (they would be identical anyway); each method is charged the calls it needs.
+    CM rules (they would be identical anyway); each method is charged the calls it needs. kNN and
+    the score-based variants use ``encoder`` for their embeddings, whatever the annotator is.
     """
-    split = protocol_split(dataset, budget, seed)
+    split = protocol_split(dataset, budget, seed, limit)
     pref_texts = [item.text for item in split.preference]
     pref_labels = [item.label for item in split.preference]
     eval_texts = [item.text for item in split.evaluation]
@@ -68,7 +71,7 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Embeddi
     start = annotator.calls
     base_answers = annotator.annotate(eval_texts, labels)
     base_calls = annotator.calls - start
-    eval_evidence = gather(eval_texts, labels, annotator, annotator.encoder, base_answers)
+    eval_evidence = gather(eval_texts, labels, annotator, encoder, base_answers)
     methods = {"base": MethodResult(accuracy([a.label for a in base_answers], gold), base_calls,
                                     ece=expected_calibration_error(eval_evidence.A, gold_index))}
 
@@ -84,16 +87,16 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Embeddi
         methods[name] = MethodResult(accuracy([d.label for d in decisions], gold),
                                      base_calls + annotator.calls - start, fit_calls)
 
-    knn = KNNClassifier(annotator.encoder).fit(pref_texts, pref_labels, labels)
+    knn = KNNClassifier(encoder).fit(pref_texts, pref_labels, labels)
     methods["knn"] = MethodResult(accuracy(knn.predict(eval_texts), gold), 0)
 
     # the score-based variants share one look at the preference samples and one at the eval items
-    pref_evidence = gather(pref_texts, labels, annotator, annotator.encoder, pref_answers)
+    pref_evidence = gather(pref_texts, labels, annotator, encoder, pref_answers)
     pref_index = np.array([labels.index(y) for y in pref_labels])
     variants = {
-        "cm_marg": MarginalCM(annotator),
-        "cm_ibank": MarginalCM(annotator, instance_dependent=True),
-        "cm_best": CombinedCM(annotator),
+        "cm_marg": MarginalCM(annotator, encoder=encoder),
+        "cm_ibank": MarginalCM(annotator, instance_dependent=True, encoder=encoder),
+        "cm_best": CombinedCM(annotator, encoder=encoder),
     }
     for name, model in variants.items():
         probs = model.fit_evidence(pref_evidence, pref_index, labels).proba_evidence(eval_evidence)

