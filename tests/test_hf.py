@@ -52,7 +52,9 @@ def test_answers_are_in_the_set_with_scores_and_honour_candidates(scorer):
         assert a.label in LABELS and a.scores.argmax() == LABELS.index(a.label)
         assert a.scores.sum() == pytest.approx(1.0)
     assert sum(a.label == want for a, want in zip(answers, ["alarm", "weather", "music"])) >= 2
+    scored = scorer.scored
     restricted = scorer.annotate(TEXTS, LABELS, candidates=[("email", "calendar")] * 3)
+    assert scorer.scored == scored  # the re-ask reads the scores already made: no model call
     for a in restricted:
         assert a.label in ("email", "calendar")
         assert a.scores[[LABELS.index(x) for x in ("alarm", "weather", "music")]].sum() == 0

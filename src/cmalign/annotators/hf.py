@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections import OrderedDict
 import inspect
 import os
 from collections.abc import Sequence
@@ -95,6 +96,10 @@ class HFLabelScorer(Annotator):
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         self._prefix: dict[tuple[str, ...], tuple[object, str, list[list[int]]]] = {}
+        # scores of recent (labels, text) pairs: a re-ask within candidates reads them, not the model
+        self._scores: OrderedDict[tuple[tuple[str, ...], str], np.ndarray] = OrderedDict()
+        self._scores_size = 50_000
+        self.scored = 0  # texts actually run through the model
         end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         self._end_id = end if isinstance(end, int) and end != self.tokenizer.unk_token_id else \
             self.tokenizer.eos_token_id
@@ -162,7 +167,17 @@ class HFLabelScorer(Annotator):
 
     def log_likelihoods(self, texts: Sequence[str], labels: LabelSet) -> np.ndarray:
         """Shape (texts, labels): log p(label | prompt with text) for every label."""
-        return np.stack([self._score_one(t, labels) for t in texts])
+        rows = []
+        for text in texts:
+            key = (labels.labels, text)
+            if key not in self._scores:
+                self._scores[key] = self._score_one(text, labels)
+                self.scored += 1
+                if len(self._scores) > self._scores_size:
+                    self._scores.popitem(last=False)
+            self._scores.move_to_end(key)
+            rows.append(self._scores[key])
+        return np.stack(rows)
 
     def _annotate(self, texts: Sequence[str], labels: LabelSet,
                   candidates: Sequence[tuple[str, ...] | None]) -> list[Annotation]:

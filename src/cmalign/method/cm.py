@@ -71,7 +71,8 @@ class ConsistentMarginalization:
         """Use a bank fitted earlier; it must come from an annotator with the same identity."""
         if bank.annotator != annotator.identity:
             raise DataError(f"the memory bank was fitted with annotator {bank.annotator!r}, "
-                            f"not {annotator.identity!r}")
+                            f"not {annotator.identity!r}: use the annotator it was fitted with "
+                            "(cmalign: the same --annotator as for 'fit')")
         model = cls(annotator, rule=rule, batch_size=batch_size)
         model.bank_ = bank
         return model
