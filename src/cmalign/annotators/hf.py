@@ -25,20 +25,13 @@ import numpy as np
 from ..errors import ModelError
 from ..labels import LabelSet
 from .base import Annotation, Annotator
+from .embedding import file_sha256
 
 SYSTEM_PROMPT = (
     "You label a user's text with exactly one label from this list:\n{labels}\n"
     "Answer with the label only, written exactly as in the list."
 )
 _PLACEHOLDER = "\u2063TEXT\u2063"  # invisible separator: never in real text, survives templates
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_causal_lm(path: str | Path, device: str = "cpu"):
@@ -90,7 +83,7 @@ class HFLabelScorer(Annotator):
         self.tokenizer, self.model, weights = load_causal_lm(self.path, device)
         self.device = device
         self.system_prompt = system_prompt
-        self._weights_digest = _file_digest(weights)
+        self._weights_digest = file_sha256(weights)
         params = inspect.signature(self.model.forward).parameters
         # transformers renamed past_key_values to cache (5.x); speak whichever this version knows
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
