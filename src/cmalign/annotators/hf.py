@@ -7,12 +7,13 @@ makes CM's re-ask free: restricting to a candidate set is restricting the argmax
 
 The label list sits in the system message, so the prompt up to the user's text is the same for every
 item: its key/value cache is computed once and reused, and each item costs only its own tokens plus
-one batched pass over the label continuations.
+one pass over all the label continuations packed into a single row.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from collections import OrderedDict
 import inspect
@@ -114,9 +115,9 @@ class HFLabelScorer(Annotator):
         before, _, after = rendered.partition(_PLACEHOLDER)
         return before, after
 
-    def _forward(self, ids, cache=None, *, last_only: bool = False):
+    def _forward(self, ids, cache=None, *, last_only: bool = False, **extra):
         """Run the model on ``ids`` after ``cache``; returns (logits, extended cache)."""
-        kwargs = {"use_cache": True, **(self._last_only if last_only else {})}
+        kwargs = {"use_cache": True, **(self._last_only if last_only else {}), **extra}
         if cache is not None:
             kwargs[self._cache_arg] = cache
         with self._torch.no_grad():
@@ -134,27 +135,42 @@ class HFLabelScorer(Annotator):
             self._prefix[key] = (cache, after, continuations)
         return self._prefix[key]
 
-    def _score_one(self, text: str, labels: LabelSet) -> np.ndarray:
-        """Total log-likelihood of each label (with end of turn) as the answer to ``text``."""
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one entry per label set, for this model's life
+    def _packed_continuations(self, labels: LabelSet):
+        """All labels' answer tokens as one row, with where each starts and its positions' offsets."""
+        _, _, continuations = self._prefix_state(labels)
         torch = self._torch
-        prefix, after, continuations = self._prefix_state(labels)
+        tokens = torch.tensor([[t for c in continuations for t in c]], device=self.device)
+        starts = np.cumsum([0] + [len(c) for c in continuations[:-1]])
+        offsets = torch.tensor([[j for c in continuations for j in range(len(c))]], device=self.device)
+        # each answer sees the whole prompt and, causally, only its own earlier tokens
+        own = torch.block_diag(*[torch.tril(torch.ones(len(c), len(c), dtype=torch.bool)) for c in continuations])
+        return continuations, tokens, starts, offsets, own
+
+    def _score_one(self, text: str, labels: LabelSet) -> np.ndarray:
+        """Total log-likelihood of each label (with end of turn) as the answer to ``text``.
+
+        All labels' answers go through the model as one packed row after the prompt, with an
+        attention mask that keeps them apart: one pass, no per-label copy of the cache.
+        """
+        torch = self._torch
+        prefix, after, _ = self._prefix_state(labels)
+        continuations, tokens, starts, offsets, own = self._packed_continuations(labels)
         item = self.tokenizer(text + after, add_special_tokens=False, return_tensors="pt").input_ids.to(self.device)
         # the shared prefix must stay as it is for the next item: extend a copy
         logits, cache = self._forward(item, copy.deepcopy(prefix), last_only=True)
         first = torch.log_softmax(logits[0, -1].float(), dim=-1)
-        width = max(len(c) for c in continuations)
-        batch = torch.full((len(continuations), width), self._end_id, dtype=torch.long)
-        for i, c in enumerate(continuations):
-            batch[i, :len(c)] = torch.tensor(c)
-        cache.batch_repeat_interleave(len(continuations))
-        # right padding needs no mask: a causal model's earlier positions never see later ones
-        logits, _ = self._forward(batch.to(self.device), cache)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        seen = cache.get_seq_length()
+        width = tokens.shape[1]
+        allowed = torch.cat([torch.ones(width, seen, dtype=torch.bool, device=self.device), own], dim=1)
+        mask = torch.zeros(allowed.shape, device=self.device).masked_fill(~allowed, float("-inf"))[None, None]
+        logits, _ = self._forward(tokens, cache, attention_mask=mask, position_ids=offsets + seen)
+        logp = torch.log_softmax(logits[0].float(), dim=-1)
         scores = np.empty(len(continuations))
-        for i, c in enumerate(continuations):
+        for i, (c, start) in enumerate(zip(continuations, starts)):
             total = first[c[0]].item()
             if len(c) > 1:
-                total += logp[i, torch.arange(len(c) - 1), torch.tensor(c[1:])].sum().item()
+                total += logp[torch.arange(start, start + len(c) - 1), torch.tensor(c[1:])].sum().item()
             scores[i] = total
         return scores
 
