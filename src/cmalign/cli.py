@@ -130,6 +130,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
                             "(was the bank fitted on a different label set?)", args.input, item.line)
     annotator, encoder = _annotator(args.annotator)
     labels = bank.labels
+    # built for every method: from_bank is also where a bank from another annotator is refused
     cm = ConsistentMarginalization.from_bank(annotator, bank, rule=RULES.get(args.method, "remap"),
                                              batch_size=args.batch_size)
     model = None
