@@ -1,0 +1,206 @@
+"""Chat models as annotators' engines: requests, a persistent response cache, a spending guard.
+
+A :class:`ChatBackend` answers chat requests (an OpenAI-compatible server, a local model). Every
+request goes through :meth:`ChatBackend.complete`, which
+
+- answers from the :class:`ResponseCache` when the same request was answered before, so a rerun
+  costs nothing and an interrupted run resumes where it stopped (each answer is written as soon as
+  it arrives);
+- refuses, before sending anything, a batch that would take the run past ``max_calls``;
+- counts requests, cache hits and tokens in :class:`Usage`.
+
+The cache key is everything that determines the answer: the model's identity, the messages and
+the decoding parameters with the seed. It never holds an API key: none is part of a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import CmalignError
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
+
+
+class BudgetExceeded(CmalignError):
+    """The next step would send more requests than ``max_calls`` allows."""
+
+
+class BackendError(CmalignError):
+    """The model could not be reached or kept failing after its retries."""
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion request. ``temperature`` 0 means greedy decoding."""
+
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs: hashable and ordered
+    max_tokens: int = 32
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    @classmethod
+    def of(cls, messages: Sequence[Message], **decoding) -> ChatRequest:
+        return cls(tuple((m["role"], m["content"]) for m in messages), **decoding)
+
+    def message_dicts(self) -> list[Message]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+    def key(self, model: str) -> str:
+        """The cache key: a digest of the model and everything in the request."""
+        payload = {"model": model, **asdict(self), "messages": self.message_dicts()}
+        canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A model's reply with the tokens it cost; ``cached`` when it came from the cache."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"
+    cached: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def rejected(self) -> bool:
+        """The server refused this request (not cached: a rerun asks again)."""
+        return self.finish_reason.startswith("rejected")
+
+
+@dataclass
+class Usage:
+    """What a backend did: requests asked for, answered from the cache, sent, and tokens sent."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    sent: int = 0
+    prompt_tokens: int = 0      # of the requests sent (cache hits cost nothing)
+    completion_tokens: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def summary(self, name: str) -> str:
+        return (f"{name}: {self.requests} requests, {self.cache_hits} from the cache, {self.sent} sent "
+                f"({self.prompt_tokens} prompt + {self.completion_tokens} completion tokens)")
+
+
+class ResponseCache:
+    """Completions on disk (SQLite), keyed by :meth:`ChatRequest.key`; ``":memory:"`` for none.
+
+    Each completion is committed as it is stored, so a run killed at any point keeps every answer
+    it had received. The request is stored beside the answer (readable, for audits), never a key.
+    """
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
+                "request TEXT NOT NULL, text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, "
+                "completion_tokens INTEGER NOT NULL, finish_reason TEXT NOT NULL, created REAL NOT NULL)")
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise CmalignError(f"{self.path}: cannot use as a response cache ({exc})") from None
+
+    def get(self, key: str) -> Completion | None:
+        row = self._db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason FROM completions "
+                               "WHERE key = ?", (key,)).fetchone()
+        return None if row is None else Completion(*row, cached=True)
+
+    def put(self, key: str, model: str, request: ChatRequest, completion: Completion) -> None:
+        record = json.dumps({"model": model, **asdict(request), "messages": request.message_dicts()},
+                            ensure_ascii=False)
+        self._db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (key, model, record, completion.text, completion.prompt_tokens,
+                          completion.completion_tokens, completion.finish_reason, time.time()))
+        self._db.commit()
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def default_cache_path() -> Path:
+    """``$XDG_CACHE_HOME/cmalign/responses.sqlite`` (``~/.cache`` when that is unset)."""
+    import os
+
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "cmalign" / "responses.sqlite"
+
+
+Store = Callable[[int, Completion], None]
+
+
+class ChatBackend(ABC):
+    """Answers chat requests; subclasses implement :meth:`_send` for the requests not cached."""
+
+    def __init__(self, *, cache: ResponseCache | None = None, max_calls: int | None = None) -> None:
+        self.cache = cache if cache is not None else ResponseCache()
+        self.max_calls = max_calls
+        self.usage = Usage()
+
+    @property
+    @abstractmethod
+    def model_id(self) -> str:
+        """Names the model exactly (cache keys and annotator identities use it); never a secret."""
+
+    @abstractmethod
+    def _send(self, requests: Sequence[ChatRequest], store: Store) -> None:
+        """Answer every request, calling ``store(i, completion)`` for each as soon as it is done.
+
+        Raise :class:`BackendError` when a request cannot be answered; answers already stored are kept.
+        """
+
+    def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """The completion of each request, from the cache where possible (one send per distinct request)."""
+        keys = [r.key(self.model_id) for r in requests]
+        done: dict[str, Completion] = {}
+        for key in dict.fromkeys(keys):
+            hit = self.cache.get(key)
+            if hit is not None:
+                done[key] = hit
+        todo = [(key, requests[keys.index(key)]) for key in dict.fromkeys(keys) if key not in done]
+        if todo and self.max_calls is not None and self.usage.sent + len(todo) > self.max_calls:
+            raise BudgetExceeded(
+                f"the next step needs {len(todo)} new requests to {self.model_id}, but only "
+                f"{self.max_calls - self.usage.sent} of the {self.max_calls} allowed (--max-calls) remain; "
+                "nothing was sent for it, and every answer received so far is in the cache")
+
+        def store(i: int, completion: Completion) -> None:
+            key, request = todo[i]
+            if not completion.rejected:
+                self.cache.put(key, self.model_id, request, completion)
+            done[key] = completion
+            self.usage.sent += 1
+            self.usage.prompt_tokens += completion.prompt_tokens
+            self.usage.completion_tokens += completion.completion_tokens
+
+        if todo:
+            self._send([request for _, request in todo], store)
+            missing = [key for key, _ in todo if key not in done]
+            if missing:
+                raise BackendError(f"{self.model_id}: {len(missing)} requests were not answered")
+        self.usage.requests += len(requests)
+        self.usage.cache_hits += len(requests) - len(todo)
+        return [done[key] for key in keys]

@@ -1,0 +1,121 @@
+"""Any OpenAI-compatible chat completions server: OpenAI itself, vLLM, Ollama, llama.cpp, a gateway.
+
+Requests go out concurrently (at most ``concurrency`` at a time) through the official ``openai``
+client, which times each attempt out after ``timeout`` seconds and retries 408/409/429, 5xx,
+timeouts and dropped connections with exponential backoff, honouring the server's
+``Retry-After``. When the retries run out the run stops with a :class:`BackendError` naming the
+cause; every answer that arrived before is already in the response cache.
+
+The API key is read from an environment variable when the backend is built and handed to the
+client only; it is never part of a cache key, an identity, a message or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+
+from .chat import BackendError, ChatBackend, ChatRequest, Completion, ResponseCache, Store
+
+NO_KEY = "no-key"  # servers that check no key still need the header to be non-empty
+
+
+class OpenAIChatBackend(ChatBackend):
+    """Chat completions from ``base_url`` for ``model``.
+
+    >>> backend = OpenAIChatBackend("gpt-4o-mini", base_url="https://api.openai.com/v1")  # doctest: +SKIP
+    >>> backend.complete([ChatRequest.of([{"role": "user", "content": "Say hi"}])])[0].text  # doctest: +SKIP
+    'Hi!'
+    """
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 8, timeout: float = 60.0, max_retries: int = 5,
+                 cache: ResponseCache | None = None, max_calls: int | None = None) -> None:
+        super().__init__(cache=cache, max_calls=max_calls)
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.model = model
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._api_key = os.environ.get(api_key_env) or NO_KEY
+
+    def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
+        return f"OpenAIChatBackend(model={self.model!r}, base_url={self.base_url!r})"
+
+    @property
+    def model_id(self) -> str:
+        return f"openai:{self.model}"
+
+    def _send(self, requests: Sequence[ChatRequest], store: Store) -> None:
+        asyncio.run(self._send_all(requests, store))
+
+    async def _send_all(self, requests: Sequence[ChatRequest], store: Store) -> None:
+        import openai
+
+        gate = asyncio.Semaphore(self.concurrency)
+        async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout,
+                                      max_retries=self.max_retries) as client:
+
+            async def one(i: int, request: ChatRequest) -> None:
+                async with gate:
+                    try:
+                        reply = await client.chat.completions.create(
+                            model=self.model, messages=request.message_dicts(), max_tokens=request.max_tokens,
+                            temperature=request.temperature, top_p=request.top_p, seed=request.seed)
+                    except openai.BadRequestError as exc:
+                        # this one request is refused (too long for the context, say): an empty
+                        # answer for this item, kept out of the cache; the run goes on
+                        store(i, Completion("", 0, 0, finish_reason=f"rejected: {_reason(exc)}"))
+                        return
+                    except openai.APIStatusError as exc:
+                        retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+                        after = f" after {self.max_retries} retries" if retried else ""
+                        raise BackendError(f"{self.model_id} at {self.base_url}: HTTP {exc.status_code}{after}: "
+                                           f"{_reason(exc)}") from None
+                    except openai.APITimeoutError:
+                        raise BackendError(f"{self.model_id} at {self.base_url}: no answer within "
+                                           f"{self.timeout:g} s, {self.max_retries + 1} times") from None
+                    except openai.APIConnectionError as exc:
+                        raise BackendError(f"{self.model_id} at {self.base_url}: connection failed "
+                                           f"after {self.max_retries} retries ({_short(str(exc.__cause__ or exc))})"
+                                           ) from None
+                    except openai.OpenAIError as exc:
+                        raise BackendError(f"{self.model_id} at {self.base_url}: {_short(str(exc))}") from None
+                store(i, _completion(reply))
+
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for i, request in enumerate(requests):
+                        group.create_task(one(i, request))
+            except ExceptionGroup as group_error:  # the first failure cancels the rest; report it
+                raise group_error.exceptions[0] from None
+
+
+def _completion(reply) -> Completion:
+    """Read one chat completion; a reply with no choices or no text is an empty answer, not a crash."""
+    text, finish = "", "empty"
+    if reply.choices:
+        choice = reply.choices[0]
+        text = (choice.message.content if choice.message is not None else None) or ""
+        finish = choice.finish_reason or "stop"
+    usage = reply.usage
+    return Completion(text=text, finish_reason=finish,
+                      prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                      completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
+
+
+def _reason(exc) -> str:
+    """What the server said was wrong: its error message, not the client's wrapping of it."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    message = body.get("message") if isinstance(body, dict) else None
+    return _short(message or exc.message)
+
+
+def _short(message: str, limit: int = 200) -> str:
+    message = " ".join(str(message).split())
+    return message if len(message) <= limit else message[:limit] + "..."
