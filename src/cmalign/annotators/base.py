@@ -35,8 +35,11 @@ class Annotation:
 class Annotator(ABC):
     """Labels texts with a label set. Subclasses implement :meth:`_annotate`.
 
-    ``calls`` counts item queries (one per text per :meth:`annotate`), the unit an API bills.
+    ``calls`` counts item queries (one per text per :meth:`annotate`), the unit an API bills;
+    annotators that send several requests per item (``counts_own_calls``) count those instead.
     """
+
+    counts_own_calls = False
 
     def __init__(self) -> None:
         self.calls = 0
@@ -83,5 +86,6 @@ class Annotator(ABC):
         if not texts:
             return []
         answers = self._annotate(texts, labels, restricted)
-        self.calls += len(texts)
+        if not self.counts_own_calls:
+            self.calls += len(texts)
         return answers

@@ -1,0 +1,249 @@
+"""The paper's prompting strategies, each an annotator over a chat backend.
+
+- ``vanilla``: the text and the allowed labels.
+- ``cot``: the single most similar labelled example, its label and a one-line reason, then the text;
+  the model gives its own reason, then ``Label: ...``. Each example's reason is written by the same
+  model once (one request per distinct example, cached, and charged to the strategy).
+- ``fot``: the ``k`` most similar labelled examples with their labels, then the text.
+- ``consistent``: a vote over the vanilla, CoT and FoT answers. Ties go to an answer inside the label
+  set, then to FoT over CoT over vanilla (the more of the user's examples a prompt shows, the more
+  it is trusted).
+- ``refine``: the vanilla answer; the model judges it Correct or Incorrect; when it says Incorrect it
+  is asked for the right label, and that revision is the answer (even if it is outside the set).
+  A judgement that says neither keeps the answer.
+
+Examples are retrieved with the embedded sentence encoder from the preference samples only (the
+same labelled budget as the memory bank), never including a sample whose text is the item's own.
+
+Every raw reply is parsed by :func:`parse_answer`; nothing a model says raises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..labels import LabelSet, Resolved, normalize
+from .base import Annotation, Annotator
+from .chat import ChatBackend, ChatRequest, Completion, Message
+from .embedding import SentenceEncoder
+from .prompts import Prompts
+
+STRATEGIES = ("vanilla", "cot", "fot", "consistent", "refine")
+NEEDS_EXAMPLES = {"cot", "fot", "consistent"}
+_LABEL_LINE = re.compile(r"label\s*[:=]\s*(.*)", re.IGNORECASE)
+_NEGATIVE = re.compile(r"\bincorrect\b|\bwrong\b|\bnot (?:correct|right)\b|^\W*no\b", re.IGNORECASE)
+_KEY_LIMIT = 80  # out-of-set answers are bank keys; a rambling reply is cut to its first words
+
+
+def parse_answer(raw: str, labels: LabelSet) -> Resolved:
+    """Map a raw reply to a label, or to an out-of-set key, through the one normaliser.
+
+    In order: the whole reply names a label; the text after its last ``Label:`` does; its first
+    line names exactly one label as whole words (the longest, when one label contains another);
+    otherwise it is out of the set, keyed by its normalised first line.
+
+    >>> ls = LabelSet.of(["alarm", "music", "play"])
+    >>> parse_answer("Reason: it asks for a song.\\nLabel: Music", ls).label
+    'music'
+    >>> parse_answer("The answer is: alarm.", ls).label
+    'alarm'
+    >>> parse_answer("I cannot help with that", ls)
+    Resolved(key='i cannot help with that', label=None)
+    """
+    resolved = labels.resolve(raw)
+    if resolved.label is not None:
+        return resolved
+    tagged = _LABEL_LINE.findall(raw)
+    if tagged:
+        after = labels.resolve(tagged[-1])
+        if after.label is not None:
+            return after
+    lines = [line for line in raw.strip().splitlines() if line.strip()]
+    first = normalize(tagged[-1] if tagged else lines[0]) if lines else ""
+    named = [label for label in labels.labels
+             if re.search(rf"(?<!\w){re.escape(normalize(label))}(?!\w)", first)]
+    if named:
+        longest = max(named, key=lambda label: len(normalize(label)))
+        if all(normalize(other) in normalize(longest) for other in named):
+            return Resolved(key=longest, label=longest)
+    return Resolved(key=first[:_KEY_LIMIT].strip(), label=None)
+
+
+class ExampleRetriever:
+    """The labelled examples most similar to a text (cosine similarity of sentence embeddings)."""
+
+    def __init__(self, encoder: SentenceEncoder, texts: Sequence[str], labels: Sequence[str]) -> None:
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts for {len(labels)} labels")
+        self.encoder = encoder
+        self.texts = list(texts)
+        self.labels = list(labels)
+        self._vectors = encoder.encode(self.texts) if self.texts else np.zeros((0, 1))
+
+    def nearest(self, queries: Sequence[str], k: int) -> list[list[int]]:
+        """For each query, the indices of its ``k`` nearest examples (most similar first).
+
+        An example whose text equals the query is skipped, so a preference sample never sees its
+        own label. Ties go to the earlier example.
+        """
+        if not self.texts or k < 1:
+            return [[] for _ in queries]
+        sims = self.encoder.encode(list(queries)) @ self._vectors.T
+        out = []
+        for query, row in zip(queries, sims):
+            order = np.argsort(-row, kind="stable")
+            out.append([int(j) for j in order if self.texts[j] != query][:k])
+        return out
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How replies are decoded; part of every request, so of every cache key."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class _Reply:
+    raw: str
+    resolved: Resolved
+
+
+class ChatAnnotator(Annotator):
+    """One prompting strategy over a chat backend.
+
+    ``calls`` and ``tokens`` count the requests this strategy asked for and their tokens, whether
+    the backend answered them from its cache or not: what the strategy costs on a cold cache.
+
+    >>> annotator = ChatAnnotator(backend, "fot", retriever=ExampleRetriever(encoder, texts, labels))  # doctest: +SKIP
+    """
+
+    counts_own_calls = True
+    max_tokens = {"answer": 24, "cot": 64, "reason": 40, "judge": 8}
+
+    def __init__(self, backend: ChatBackend, strategy: str = "vanilla", *, prompts: Prompts | None = None,
+                 retriever: ExampleRetriever | None = None, k: int = 5, decoding: Decoding = Decoding()) -> None:
+        super().__init__()
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
+        if strategy in NEEDS_EXAMPLES and retriever is None:
+            raise ValueError(f"strategy {strategy!r} needs labelled examples to retrieve from")
+        self.backend = backend
+        self.strategy = strategy
+        self.prompts = prompts or Prompts()
+        self.retriever = retriever
+        self.k = k
+        self.decoding = decoding
+        self.tokens = 0
+        self._reasons: dict[int, str] = {}
+
+    @property
+    def identity(self) -> str:
+        d = self.decoding
+        shots = f":k={self.k}" if self.strategy in ("fot", "consistent") else ""
+        return (f"{self.backend.model_id}:{self.strategy}{shots}:prompts-{self.prompts.digest()}"
+                f":t={d.temperature:g}:top_p={d.top_p:g}:seed={d.seed}")
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _ask(self, conversations: Sequence[list[Message]], step: str) -> list[Completion]:
+        d = self.decoding
+        requests = [ChatRequest.of(messages, max_tokens=self.max_tokens[step], temperature=d.temperature,
+                                   top_p=d.top_p, seed=d.seed) for messages in conversations]
+        completions = self.backend.complete(requests)
+        self.calls += len(completions)
+        self.tokens += sum(c.tokens for c in completions)
+        return completions
+
+    def _system(self, allowed: Sequence[str]) -> Message:
+        return {"role": "system", "content": self.prompts.system.format(labels="\n".join(f"- {a}" for a in allowed))}
+
+    def _answer(self, conversations: list[list[Message]], step: str, labels: LabelSet) -> list[_Reply]:
+        return [_Reply(c.text, parse_answer(c.text, labels)) for c in self._ask(conversations, step)]
+
+    # -- strategies ----------------------------------------------------------------------------
+
+    def _vanilla(self, texts, labels, allowed) -> list[_Reply]:
+        return self._answer([self._first_turn(t, a) for t, a in zip(texts, allowed)], "answer", labels)
+
+    def _first_turn(self, text: str, allowed: Sequence[str]) -> list[Message]:
+        return [self._system(allowed), {"role": "user", "content": self.prompts.query.format(text=text)}]
+
+    def _fot(self, texts, labels, allowed) -> list[_Reply]:
+        p, pool = self.prompts, self.retriever
+        conversations = []
+        for text, allow, near in zip(texts, allowed, pool.nearest(texts, self.k)):
+            examples = "\n\n".join(p.example.format(text=pool.texts[j], label=pool.labels[j]) for j in near)
+            conversations.append([self._system(allow),
+                                  {"role": "user", "content": p.few_shot.format(examples=examples, text=text)}])
+        return self._answer(conversations, "answer", labels)
+
+    def _cot(self, texts, labels, allowed) -> list[_Reply]:
+        p, pool = self.prompts, self.retriever
+        near = [n[0] if n else None for n in pool.nearest(texts, 1)]
+        self._write_reasons(sorted({j for j in near if j is not None}), labels)
+        conversations = []
+        for text, allow, j in zip(texts, allowed, near):
+            if j is None:  # nothing to show: the plain question
+                conversations.append(self._first_turn(text, allow))
+                continue
+            example = p.reasoned_example.format(text=pool.texts[j], reason=self._reasons[j], label=pool.labels[j])
+            conversations.append([self._system(allow),
+                                  {"role": "user", "content": p.chain.format(example=example, text=text)}])
+        return self._answer(conversations, "cot", labels)
+
+    def _write_reasons(self, examples: list[int], labels: LabelSet) -> None:
+        """Have the model write the one-line reason for each example's label (asked once per example)."""
+        todo = [j for j in examples if j not in self._reasons]
+        pool = self.retriever
+        conversations = [[self._system(labels.labels),
+                          {"role": "user", "content": self.prompts.reason.format(text=pool.texts[j],
+                                                                                   label=pool.labels[j])}]
+                         for j in todo]
+        for j, completion in zip(todo, self._ask(conversations, "reason")):
+            lines = [line.strip() for line in completion.text.splitlines() if line.strip()]
+            self._reasons[j] = lines[0] if lines else "(no reason given)"
+
+    def _consistent(self, texts, labels, allowed) -> list[_Reply]:
+        votes = [self._vanilla(texts, labels, allowed), self._cot(texts, labels, allowed),
+                 self._fot(texts, labels, allowed)]
+        out = []
+        for replies in zip(*votes):
+            counts = Counter(r.resolved.key for r in replies)
+            # most votes; then inside the label set; then fot > cot > vanilla (later in `votes` wins)
+            best = max(range(len(replies)), key=lambda i: (counts[replies[i].resolved.key],
+                                                           replies[i].resolved.label is not None, i))
+            out.append(replies[best])
+        return out
+
+    def _refine(self, texts, labels, allowed) -> list[_Reply]:
+        first = [self._first_turn(t, a) for t, a in zip(texts, allowed)]
+        answers = self._answer(first, "answer", labels)
+        judged = [conv + [{"role": "assistant", "content": a.raw},
+                          {"role": "user", "content": self.prompts.judge.format(answer=_first_line(a.raw))}]
+                  for conv, a in zip(first, answers)]
+        verdicts = self._ask(judged, "judge")
+        wrong = [i for i, v in enumerate(verdicts) if _NEGATIVE.search(v.text)]
+        revise = [judged[i] + [{"role": "assistant", "content": verdicts[i].text},
+                               {"role": "user", "content": self.prompts.revise}] for i in wrong]
+        for i, revision in zip(wrong, self._answer(revise, "answer", labels)):
+            answers[i] = revision
+        return answers
+
+    def _annotate(self, texts: Sequence[str], labels: LabelSet,
+                  candidates: Sequence[tuple[str, ...] | None]) -> list[Annotation]:
+        allowed = [c if c is not None else labels.labels for c in candidates]
+        replies = getattr(self, f"_{self.strategy}")(list(texts), labels, allowed)
+        return [Annotation(raw=r.raw, key=r.resolved.key, label=r.resolved.label) for r in replies]
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else ""
