@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .annotators.registry import SPECS
+from .annotators.strategies import STRATEGIES
 from .errors import CmalignError, DataError
 
 EXIT_USAGE = 2
@@ -32,16 +33,55 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _annotator(spec: str):
-    """(annotator, the shared sentence encoder) for ``--annotator``."""
+def _backend_options(args: argparse.Namespace):
+    from .annotators.registry import BackendOptions
+
+    if args.max_calls is not None and args.max_calls < 0:
+        raise CmalignError(f"--max-calls {args.max_calls} is below 0")
+    return BackendOptions(base_url=args.base_url, api_key_env=args.api_key_env, cache=args.cache,
+                          max_calls=args.max_calls, concurrency=args.concurrency, timeout=args.timeout,
+                          retries=args.retries)
+
+
+def _prompts(args: argparse.Namespace):
+    from .annotators.prompts import Prompts
+
+    return Prompts.load(args.prompts) if args.prompts else Prompts()
+
+
+def _decoding(args: argparse.Namespace):
+    from .annotators.strategies import Decoding
+
+    return Decoding(temperature=args.temperature, top_p=args.top_p, seed=args.llm_seed)
+
+
+def _annotator(args: argparse.Namespace, pool: tuple[Sequence[str], Sequence[str]] | None = None):
+    """(annotator, the shared sentence encoder, chat backend or None) for ``--annotator``.
+
+    A chat model answers through ``--strategy``, retrieving its examples from ``pool`` (texts,
+    labels): the preference samples. Without a pool (bench) only its backend is built.
+    """
     from .annotators.embedding import EmbeddingAnnotator, SentenceEncoder
-    from .annotators.registry import make_annotator
+    from .annotators.registry import is_chat, make_annotator, make_backend
+    from .annotators.strategies import ChatAnnotator, ExampleRetriever
 
     encoder = SentenceEncoder()
-    annotator = make_annotator(spec, encoder)
-    if isinstance(annotator, EmbeddingAnnotator):
-        annotator.progress = _progress()
-    return annotator, encoder
+    if not is_chat(args.annotator):
+        annotator = make_annotator(args.annotator, encoder)
+        if isinstance(annotator, EmbeddingAnnotator):
+            annotator.progress = _progress()
+        return annotator, encoder, None
+    backend = make_backend(args.annotator, _backend_options(args))
+    if pool is None:
+        return None, encoder, backend
+    annotator = ChatAnnotator(backend, args.strategy, prompts=_prompts(args), k=args.shots,
+                              retriever=ExampleRetriever(encoder, *pool), decoding=_decoding(args))
+    return annotator, encoder, backend
+
+
+def _report_usage(backend) -> None:
+    if backend is not None:
+        _say(backend.usage.summary(backend.model_id))
 
 
 def _split_list(values: Sequence[str]) -> list[str]:
@@ -80,10 +120,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         items = check_labels(items, label_set, args.preferences, labels_source=args.labels)
     else:
         label_set = LabelSet.of(item.label for item in items)
-    annotator, _ = _annotator(args.annotator)
-    cm = ConsistentMarginalization(annotator).fit([i.text for i in items], [i.label for i in items],
-                                                  label_set=label_set, budget=f"n={len(items)}",
-                                                  progress=_progress())
+    texts, labels = [i.text for i in items], [i.label for i in items]
+    annotator, _, backend = _annotator(args, pool=(texts, labels))
+    try:
+        cm = ConsistentMarginalization(annotator).fit(texts, labels, label_set=label_set, budget=f"n={len(items)}",
+                                                      progress=_progress())
+    finally:
+        _report_usage(backend)
     cm.bank_.save(args.output)
     entries = cm.bank_.entries.values()
     ambiguous = sum(len(e.counts) >= 2 for e in entries)
@@ -120,6 +163,13 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             extra = [l for l in bank.labels.labels if l not in given][:3]
             raise DataError(f"the bank was fitted on a different label set than {args.labels} "
                             f"(only in the label file: {missing}, only in the bank: {extra})", args.bank)
+    from .annotators.registry import is_chat
+
+    if args.method is None:
+        args.method = "cm_remap" if is_chat(args.annotator) else "cm_best"
+    if args.method in VARIANTS and is_chat(args.annotator):
+        raise CmalignError(f"--method {args.method} needs an annotator with a score per label (embedded, "
+                           f"hf-score:PATH); {args.annotator} answers in text: use --method cm or cm_remap")
     if args.method in VARIANTS and not bank.samples:
         raise DataError(f"--method {args.method} needs the preference samples, and this bank holds only "
                         "counts; refit it with 'cmalign fit' or use --method cm_remap", args.bank)
@@ -128,7 +178,17 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         if item.label is not None and bank.labels.canonical(item.label) is None:
             raise DataError(f"label {item.label!r} is not in the label set of the bank {args.bank} "
                             "(was the bank fitted on a different label set?)", args.input, item.line)
-    annotator, encoder = _annotator(args.annotator)
+    annotator, encoder, backend = _annotator(args, pool=([s.text for s in bank.samples],
+                                                         [s.label for s in bank.samples]))
+    try:
+        return _annotate_items(args, bank, items, annotator, encoder)
+    finally:
+        _report_usage(backend)
+
+
+def _annotate_items(args, bank, items, annotator, encoder) -> int:
+    from .method import ConsistentMarginalization
+
     labels = bank.labels
     # built for every method: from_bank is also where a bank from another annotator is refused
     cm = ConsistentMarginalization.from_bank(annotator, bank, rule=RULES.get(args.method, "remap"),
@@ -175,12 +235,13 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 def _format_table(results: list) -> str:
     methods = list(results[0].methods)
+    width = {m: max(8, len(m)) for m in methods}
     head = f"{'dataset':<18} {'budget':>6} {'seed':>4} {'n_pref':>6} {'n_eval':>6}  " + \
-        "  ".join(f"{m:>8}" for m in methods)
+        "  ".join(f"{m:>{width[m]}}" for m in methods)
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(f"{r.dataset:<18} {r.budget:>6} {r.seed:>4} {r.n_preference:>6} {r.n_eval:>6}  "
-                     + "  ".join(f"{r.methods[m].accuracy:>8.3f}" for m in methods))
+                     + "  ".join(f"{r.methods[m].accuracy:>{width[m]}.3f}" for m in methods))
     groups: dict[tuple[str, str], list] = {}
     for r in results:
         groups.setdefault((r.dataset, r.budget), []).append(r)
@@ -188,10 +249,14 @@ def _format_table(results: list) -> str:
         lines += ["", "mean over seeds", "-" * len(head)]
         for (dataset, budget), runs in groups.items():
             lines.append(f"{dataset:<18} {budget:>6} {len(runs):>4} {'':>6} {'':>6}  " + "  ".join(
-                f"{statistics.fmean(r.methods[m].accuracy for r in runs):>8.3f}" for m in methods))
-    calls = results[-1].methods
+                f"{statistics.fmean(r.methods[m].accuracy for r in runs):>{width[m]}.3f}" for m in methods))
+    last = results[-1]
     lines += ["", "annotator calls per evaluation item (last run): " + ", ".join(
-        f"{m} {calls[m].annotator_calls / results[-1].n_eval:.2f}" for m in methods)]
+        f"{m} {last.methods[m].annotator_calls / last.n_eval:.2f}" for m in methods)]
+    if any(m.annotator_tokens is not None for m in last.methods.values()):
+        lines.append("tokens per evaluation item (last run): " + ", ".join(
+            f"{m} {last.methods[m].annotator_tokens / last.n_eval:.0f}" for m in methods
+            if last.methods[m].annotator_tokens is not None))
     return "\n".join(lines)
 
 
@@ -211,16 +276,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
         datasets = [load_bundled(name) for name in names]
     if args.limit is not None and args.limit < 1:
         raise DataError(f"--limit {args.limit} is below 1")
-    annotator, encoder = _annotator(args.annotator)
+    from .annotators.registry import is_chat
+    from .annotators.strategies import STRATEGIES
+    from .evaluation import run_strategies
+
+    strategies = _split_list(args.strategies or [])
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise CmalignError(f"unknown strategy {unknown[0]!r}; strategies: {', '.join(STRATEGIES)}")
+    chat = is_chat(args.annotator)
+    if strategies and not chat:
+        raise CmalignError(f"--strategies needs a chat model (hf:PATH or openai:MODEL), not {args.annotator}")
+    annotator, encoder, backend = _annotator(args)
     results = []
     runs = [(d, b, s) for d in datasets for b in budgets for s in seeds]
-    for dataset, budget, seed in tqdm(runs, desc="bench", unit="run", disable=not _progress()):
-        result = run_protocol(dataset, budget, seed, annotator, encoder, limit=args.limit)
-        results.append(result)
-        if args.json:
-            print(json.dumps(result.to_json()), flush=True)
-    if not args.json:
+    try:
+        for dataset, budget, seed in tqdm(runs, desc="bench", unit="run", disable=not _progress()):
+            if chat:
+                result = run_strategies(dataset, budget, seed, backend, strategies or ["vanilla"], encoder,
+                                        limit=args.limit, prompts=_prompts(args), decoding=_decoding(args),
+                                        k=args.shots)
+            else:
+                result = run_protocol(dataset, budget, seed, annotator, encoder, limit=args.limit)
+            results.append(result)
+            if args.json:
+                print(json.dumps(result.to_json()), flush=True)
+    finally:
+        _report_usage(backend)
+    if not args.json and results:
         print(_format_table(results))
+    return 0
+
+
+# -- prompts -----------------------------------------------------------------------------------
+
+def cmd_prompts(args: argparse.Namespace) -> int:
+    print(_prompts(args).to_toml(), end="")
     return 0
 
 
@@ -233,10 +324,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cmalign {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def fields(p: argparse.ArgumentParser) -> None:
+    def fields(p: argparse.ArgumentParser, strategy: bool = True) -> None:
         p.add_argument("--text-field", help="key or column holding the text (default: text, else input)")
         p.add_argument("--label-field", help="key or column holding the label (default: label)")
         p.add_argument("--annotator", default="embedded", help=f"the annotator: {SPECS}")
+        llm = p.add_argument_group("chat models (hf:PATH, openai:MODEL)")
+        if strategy:
+            llm.add_argument("--strategy", default="vanilla", choices=STRATEGIES,
+                             help="prompting strategy (default: vanilla)")
+        llm.add_argument("--base-url", help="OpenAI-compatible server (default: $OPENAI_BASE_URL, else OpenAI)")
+        llm.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                         help="environment variable holding the API key (default: OPENAI_API_KEY)")
+        llm.add_argument("--cache", metavar="FILE", help="response cache (default: "
+                         "$XDG_CACHE_HOME/cmalign/responses.sqlite; 'none' for none)")
+        llm.add_argument("--max-calls", type=int, metavar="N",
+                         help="stop before sending more than N requests in this run (cache hits are free)")
+        llm.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default: 8)")
+        llm.add_argument("--timeout", type=float, default=60.0, help="seconds per attempt (default: 60)")
+        llm.add_argument("--retries", type=int, default=5, help="retries per request (default: 5)")
+        llm.add_argument("--prompts", metavar="FILE", help="your prompt templates (TOML; see 'cmalign prompts')")
+        llm.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default: 0, greedy)")
+        llm.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1)")
+        llm.add_argument("--llm-seed", type=int, default=0, help="the model's sampling seed (default: 0)")
+        llm.add_argument("--shots", type=int, default=5, help="examples shown by fot (default: 5)")
 
     p = sub.add_parser("datasets", help="list the bundled datasets")
     p.set_defaults(func=cmd_datasets)
@@ -252,8 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="JSONL or CSV with a text per item")
     p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
     p.add_argument("-o", "--output", required=True, help="where to write the labelled JSONL")
-    p.add_argument("--method", choices=[*RULES, *VARIANTS], default="cm_best",
-                   help="cm_best (default): the combined model, with a confidence per item; cm: the "
+    p.add_argument("--method", choices=[*RULES, *VARIANTS], default=None,
+                   help="cm_best (default for scoring annotators): the combined model, with a confidence "
+                   "per item; cm_remap (default for chat models); cm: the "
                    "paper's rule; cm_remap: the rule plus single-candidate remap; cm_marg, cm_ibank: "
                    "probabilistic marginalisation (global or instance-dependent bank)")
     p.add_argument("--labels", help="label-set file; must match the bank's")
@@ -271,8 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", action="append", default=None, help="seed(s), e.g. 0,1 (default)")
     p.add_argument("--json", action="store_true", help="print one JSON object per run")
     p.add_argument("--limit", type=int, help="evaluate on a seeded subset of this many items (slow annotators)")
-    fields(p)
+    p.add_argument("--strategies", action="append", metavar="LIST",
+                   help=f"chat models: strategies to compare, comma-separated ({','.join(STRATEGIES)}; "
+                   "default: vanilla); each gives X, X+cm and X+cm_remap")
+    fields(p, strategy=False)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("prompts", help="print the prompt templates (TOML) to edit and pass with --prompts")
+    p.add_argument("--prompts", metavar="FILE", help="show the defaults with this file's templates applied")
+    p.set_defaults(func=cmd_prompts)
     return parser
 
 

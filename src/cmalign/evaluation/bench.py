@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..annotators.base import Annotator
+from ..annotators.chat import ChatBackend
+from ..annotators.prompts import Prompts
+from ..annotators.strategies import ChatAnnotator, Decoding, ExampleRetriever
 from ..annotators.embedding import SentenceEncoder
 from ..data.datasets import Budget, Dataset, protocol_split
 from ..method.cm import ConsistentMarginalization, Rule
@@ -29,6 +33,8 @@ class MethodResult:
     annotator_calls: int
     fit_annotator_calls: int = 0
     ece: float | None = None  # expected calibration error, for methods that give probabilities
+    annotator_tokens: int | None = None  # prompt + completion tokens, for chat models
+    fit_annotator_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -40,16 +46,21 @@ class RunResult:
     n_preference: int
     n_eval: int
     methods: dict[str, MethodResult]
+    usage: dict | None = None  # a chat backend's requests, cache hits and tokens sent in this run
 
     def to_json(self) -> dict:
+        def method(m: MethodResult) -> dict:
+            out = {"accuracy": round(m.accuracy, 6), "annotator_calls": m.annotator_calls,
+                   "fit_annotator_calls": m.fit_annotator_calls}
+            if m.annotator_tokens is not None:
+                out |= {"annotator_tokens": m.annotator_tokens, "fit_annotator_tokens": m.fit_annotator_tokens}
+            return out | ({} if m.ece is None else {"ece": round(m.ece, 6)})
+
         return {
             "dataset": self.dataset, "budget": self.budget, "seed": self.seed, "annotator": self.annotator,
             "n_preference": self.n_preference, "n_eval": self.n_eval,
-            "methods": {name: {"accuracy": round(m.accuracy, 6), "annotator_calls": m.annotator_calls,
-                               "fit_annotator_calls": m.fit_annotator_calls}
-                        | ({} if m.ece is None else {"ece": round(m.ece, 6)})
-                        for name, m in self.methods.items()},
-        }
+            "methods": {name: method(m) for name, m in self.methods.items()},
+        } | ({} if self.usage is None else {"usage": self.usage})
 
 
 def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Annotator, encoder: SentenceEncoder,
@@ -106,3 +117,51 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Annotat
 
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=annotator.identity,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods)
+
+
+def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBackend, strategies: Sequence[str],
+                   encoder: SentenceEncoder, *, limit: int | None = None, prompts: Prompts | None = None,
+                   decoding: Decoding = Decoding(), k: int = 5) -> RunResult:
+    """Each prompting strategy X alone and with CM (``X+cm`` the paper's rule, ``X+cm_remap`` ours).
+
+    Every strategy retrieves its examples from the preference samples, which also build its bank.
+    Calls and tokens are what each method asked for (cache hits included: its cost on a cold
+    cache); ``usage`` says what the backend really sent in this run.
+    """
+    split = protocol_split(dataset, budget, seed, limit)
+    pref_texts = [item.text for item in split.preference]
+    pref_labels = [item.label for item in split.preference]
+    eval_texts = [item.text for item in split.evaluation]
+    gold = [item.label for item in split.evaluation]
+    labels = dataset.labels
+    retriever = ExampleRetriever(encoder, pref_texts, pref_labels)
+    sent_before = backend.usage.to_json()
+
+    methods: dict[str, MethodResult] = {}
+    for strategy in strategies:
+        annotator = ChatAnnotator(backend, strategy, prompts=prompts, retriever=retriever, k=k, decoding=decoding)
+
+        def cost(step):
+            calls, tokens = annotator.calls, annotator.tokens
+            out = step()
+            return out, annotator.calls - calls, annotator.tokens - tokens
+
+        answers, calls, tokens = cost(lambda: annotator.annotate(eval_texts, labels))
+        methods[strategy] = MethodResult(accuracy([a.label for a in answers], gold), calls,
+                                         annotator_tokens=tokens, fit_annotator_tokens=0)
+        pref_answers, fit_calls, fit_tokens = cost(lambda: annotator.annotate(pref_texts, labels))
+        cm = ConsistentMarginalization(annotator, rule=Rule.PAPER).fit(
+            pref_texts, pref_labels, label_set=labels, budget=str(budget), seed=seed, answers=pref_answers)
+        for suffix, rule in (("cm", Rule.PAPER), ("cm_remap", Rule.REMAP)):
+            cm.rule = rule
+            decisions, reask_calls, reask_tokens = cost(lambda: cm.decide(eval_texts, answers=answers))
+            methods[f"{strategy}+{suffix}"] = MethodResult(
+                accuracy([d.label for d in decisions], gold), calls + reask_calls, fit_calls,
+                annotator_tokens=tokens + reask_tokens, fit_annotator_tokens=fit_tokens)
+
+    knn = KNNClassifier(encoder).fit(pref_texts, pref_labels, labels)
+    methods["knn"] = MethodResult(accuracy(knn.predict(eval_texts), gold), 0)
+    usage = {name: value - sent_before[name] for name, value in backend.usage.to_json().items()}
+    return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=backend.model_id,
+                     n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods,
+                     usage=usage)
