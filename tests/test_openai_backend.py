@@ -1,0 +1,207 @@
+"""The OpenAI-compatible backend against a real server on loopback (llama-cpp-python serving SmolLM2),
+with a proxy in front of it that injects rate limits, server errors, slowness and dropped connections."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from cmalign.annotators.chat import BackendError, BudgetExceeded, ChatRequest, ResponseCache
+from cmalign.annotators.openai_api import OpenAIChatBackend
+
+from llm_server import MODEL_ALIAS, FaultProxy, LlamaServer
+
+SECRET = "sk-cmalign-test-5ecret-do-not-leak"
+
+
+@pytest.fixture(scope="module")
+def server(smollm2_path, tmp_path_factory):
+    server = LlamaServer(smollm2_path, tmp_path_factory.mktemp("llama") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxy(server):
+    proxy = FaultProxy(server.port)
+    yield proxy
+    proxy.close()
+
+
+def request(text: str, **decoding) -> ChatRequest:
+    return ChatRequest.of([{"role": "system", "content": "Label the text: alarm, music or weather."},
+                           {"role": "user", "content": text}], max_tokens=8, **decoding)
+
+
+def backend(url, tmp_path, **options) -> OpenAIChatBackend:
+    options = {"concurrency": 2, "timeout": 30.0, "max_retries": 3} | options
+    return OpenAIChatBackend(MODEL_ALIAS, base_url=url, cache=ResponseCache(tmp_path / "cache.sqlite"), **options)
+
+
+def test_answers_and_usage_from_the_real_server_then_all_from_the_cache(proxy, tmp_path):
+    texts = ["wake me at 7", "play jazz", "rain tomorrow?"]
+    first = backend(proxy.url, tmp_path)
+    replies = first.complete([request(t) for t in texts] + [request(texts[0])])  # one repeat: sent once
+    assert all(r.text and r.prompt_tokens > 10 and 0 < r.completion_tokens <= 8 for r in replies)
+    assert replies[3] == replies[0] and proxy.seen == 3
+    assert first.usage.sent == 3 and first.usage.cache_hits == 1
+    assert first.usage.prompt_tokens == sum(r.prompt_tokens for r in replies[:3])
+
+    again = backend(proxy.url, tmp_path)  # a new process would see the same file
+    assert [r.text for r in again.complete([request(t) for t in texts])] == [r.text for r in replies[:3]]
+    assert proxy.seen == 3 and again.usage.sent == 0 and again.usage.cache_hits == 3
+    # anything that changes the answer is part of the key: another seed is a new request
+    again.complete([request(texts[0], seed=1)])
+    assert proxy.seen == 4
+
+
+def test_rate_limit_is_retried_after_the_servers_retry_after(proxy, tmp_path):
+    proxy.plan, proxy.retry_after = ["429"], "1.5"
+    started = time.monotonic()
+    reply = backend(proxy.url, tmp_path).complete([request("play jazz")])[0]
+    assert reply.text and proxy.seen == 2 and proxy.forwarded == 1
+    assert time.monotonic() - started >= 1.4  # its own backoff would have waited at most 0.5 s
+
+
+def test_server_errors_and_a_dropped_connection_are_retried(proxy, tmp_path):
+    proxy.plan = ["500", "drop", "503"]
+    reply = backend(proxy.url, tmp_path).complete([request("play jazz")])[0]
+    assert reply.text and proxy.seen == 4 and proxy.forwarded == 1
+
+
+def test_retries_run_out_with_a_clear_error(proxy, tmp_path):
+    proxy.default = "500"
+    with pytest.raises(BackendError, match=r"openai:smollm2 at .*: HTTP 500 after 2 retries: injected 500"):
+        backend(proxy.url, tmp_path, max_retries=2).complete([request("play jazz")])
+    assert proxy.seen == 3
+
+
+def test_slow_answers_time_out_and_the_rerun_sends_only_what_is_missing(proxy, tmp_path):
+    texts = ["wake me at 7", "play jazz", "rain tomorrow?"]
+    proxy.plan, proxy.default, proxy.delay = ["pass", "pass"], "slow", 2.5
+    with pytest.raises(BackendError, match=r"no answer within 1 s, 2 times"):
+        backend(proxy.url, tmp_path, concurrency=1, timeout=1.0, max_retries=1).complete([request(t) for t in texts])
+    assert proxy.seen == 4  # two answered, the third tried twice
+    proxy.default = "pass"
+    rerun = backend(proxy.url, tmp_path, concurrency=1)
+    assert all(r.text for r in rerun.complete([request(t) for t in texts]))
+    assert proxy.seen == 5 and rerun.usage.sent == 1 and rerun.usage.cache_hits == 2
+
+
+def test_max_calls_stops_before_sending(proxy, tmp_path):
+    capped = backend(proxy.url, tmp_path, max_calls=2)
+    with pytest.raises(BudgetExceeded, match=r"needs 3 new requests .* only 2 of the 2 allowed"):
+        capped.complete([request(t) for t in ("a", "b", "c")])
+    assert proxy.seen == 0
+    capped.complete([request(t) for t in ("a", "b")])
+    capped.complete([request("a")])  # cached: free
+    assert proxy.seen == 2 and capped.usage.sent == 2
+
+
+def test_an_over_long_prompt_is_one_empty_answer_not_a_crash(proxy, tmp_path):
+    too_long = request("alarm " * 3000)
+    replies = backend(proxy.url, tmp_path).complete([too_long, request("play jazz")])
+    assert replies[0].text == "" and replies[0].rejected and replies[1].text
+    assert backend(proxy.url, tmp_path).cache.get(too_long.key("openai:" + MODEL_ALIAS)) is None  # asked again next time
+
+
+def _cmalign(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "cmalign", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+@pytest.fixture
+def preferences(tmp_path):
+    from cmalign.data import load_bundled
+
+    items = load_bundled("massive_scenario").small[:24]
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps({"text": i.text, "label": i.label}) + "\n" for i in items))
+    return path
+
+
+def test_killed_server_mid_run_then_the_rerun_resumes_from_the_cache(smollm2_path, preferences, tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    doomed = LlamaServer(smollm2_path, tmp_path / "doomed.log")
+
+    def kill_after_some_answers():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                with sqlite3.connect(cache) as db:
+                    if db.execute("SELECT COUNT(*) FROM completions").fetchone()[0] >= 6:
+                        doomed.kill()
+                        return
+            except sqlite3.OperationalError:
+                pass  # not created yet
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_after_some_answers)
+    killer.start()
+    args = ["fit", str(preferences), "-o", str(tmp_path / "bank.json"), "--annotator", f"openai:{MODEL_ALIAS}",
+            "--cache", str(cache), "--concurrency", "1", "--retries", "1"]
+    failed = _cmalign(*args, "--base-url", doomed.url)
+    killer.join()
+    assert failed.returncode == 2, failed.stderr
+    assert "connection failed after 1 retries" in failed.stderr and "Traceback" not in failed.stderr
+    assert not (tmp_path / "bank.json").exists()
+    with sqlite3.connect(cache) as db:
+        finished = db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    assert 6 <= finished < 24
+
+    revived = LlamaServer(smollm2_path, tmp_path / "revived.log")
+    counter = FaultProxy(revived.port)
+    try:
+        done = _cmalign(*args, "--base-url", counter.url)
+        assert done.returncode == 0, done.stderr
+        assert counter.seen == 24 - finished  # no finished item was asked again
+        assert f"{finished} from the cache, {24 - finished} sent" in done.stderr
+    finally:
+        counter.close()
+        revived.stop()
+    bank = json.loads((tmp_path / "bank.json").read_text())
+    assert bank["annotator"].startswith(f"openai:{MODEL_ALIAS}:vanilla:") and len(bank["samples"]) == 24
+
+
+def test_the_api_key_is_sent_but_never_printed_or_stored(proxy, preferences, tmp_path):
+    result = _cmalign("fit", str(preferences), "-o", str(tmp_path / "bank.json"), "--annotator",
+                      f"openai:{MODEL_ALIAS}", "--base-url", proxy.url, "--cache", str(tmp_path / "c.sqlite"),
+                      env={"OPENAI_API_KEY": SECRET})
+    assert result.returncode == 0, result.stderr
+    assert proxy.authorization == {f"Bearer {SECRET}"}
+    for path in tmp_path.iterdir():
+        assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in result.stdout + result.stderr
+    failed = _cmalign("fit", str(preferences), "-o", str(tmp_path / "b2.json"), "--annotator",
+                      f"openai:{MODEL_ALIAS}", "--base-url", "http://127.0.0.1:9/v1", "--cache", "none",
+                      "--retries", "0", env={"OPENAI_API_KEY": SECRET})
+    assert failed.returncode == 2 and "connection failed" in failed.stderr and SECRET not in failed.stderr
+
+
+def test_bench_through_the_server_then_a_rerun_makes_no_call(proxy, tmp_path):
+    args = ["bench", "--dataset", "massive_scenario", "--budget", "n=12", "--seed", "0", "--limit", "6",
+            "--annotator", f"openai:{MODEL_ALIAS}", "--base-url", proxy.url, "--strategies", "vanilla,fot",
+            "--json", "--cache", str(tmp_path / "cache.sqlite")]
+    first = _cmalign(*args)
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    assert set(result["methods"]) == {"vanilla", "vanilla+cm", "vanilla+cm_remap", "fot", "fot+cm",
+                                      "fot+cm_remap", "knn"}
+    vanilla, fot = result["methods"]["vanilla"], result["methods"]["fot"]
+    assert vanilla["annotator_calls"] == fot["annotator_calls"] == 6
+    assert fot["annotator_tokens"] > vanilla["annotator_tokens"] > 6 * 20  # the examples cost tokens
+    assert result["methods"]["fot+cm"]["fit_annotator_calls"] == 12
+    assert result["usage"]["sent"] == proxy.seen > 0
+
+    second = _cmalign(*args)
+    assert second.returncode == 0, second.stderr
+    again = json.loads(second.stdout)
+    assert again["usage"]["sent"] == 0 and proxy.seen == result["usage"]["sent"]
+    assert again["methods"] == result["methods"]
