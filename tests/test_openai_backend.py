@@ -205,3 +205,26 @@ def test_bench_through_the_server_then_a_rerun_makes_no_call(proxy, tmp_path):
     again = json.loads(second.stdout)
     assert again["usage"]["sent"] == 0 and proxy.seen == result["usage"]["sent"]
     assert again["methods"] == result["methods"]
+
+
+def test_fit_then_annotate_with_a_chat_model(proxy, preferences, tmp_path):
+    common = ["--annotator", f"openai:{MODEL_ALIAS}", "--base-url", proxy.url, "--cache", str(tmp_path / "c.sqlite"),
+              "--strategy", "fot", "--shots", "2"]
+    fitted = _cmalign("fit", str(preferences), "-o", str(tmp_path / "bank.json"), *common)
+    assert fitted.returncode == 0, fitted.stderr
+    unlabelled = tmp_path / "new.jsonl"
+    unlabelled.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["wake me up at 6", "any rain later"]))
+    done = _cmalign("annotate", str(unlabelled), "--bank", str(tmp_path / "bank.json"), "-o",
+                    str(tmp_path / "out.jsonl"), *common)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["wake me up at 6", "any rain later"]
+    assert all(r["method"] == "cm_remap" and r["action"] in ("keep", "unseen", "remap", "reask", "reask-invalid")
+               for r in rows)
+    # the bank belongs to fot with 2 shots: another strategy or another k is refused
+    other = _cmalign("annotate", str(unlabelled), "--bank", str(tmp_path / "bank.json"), "-o",
+                     str(tmp_path / "o2.jsonl"), *common[:-4], "--strategy", "vanilla")
+    assert other.returncode == 2 and "fitted with annotator" in other.stderr
+    scored = _cmalign("annotate", str(unlabelled), "--bank", str(tmp_path / "bank.json"), "-o",
+                      str(tmp_path / "o3.jsonl"), *common, "--method", "cm_best")
+    assert scored.returncode == 2 and "needs an annotator with a score per label" in scored.stderr

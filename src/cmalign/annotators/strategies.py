@@ -10,7 +10,7 @@
   it is trusted).
 - ``refine``: the vanilla answer; the model judges it Correct or Incorrect; when it says Incorrect it
   is asked for the right label, and that revision is the answer (even if it is outside the set).
-  A judgement that says neither keeps the answer.
+  A judgement that says neither keeps the answer (see :func:`judged_wrong`).
 
 Examples are retrieved with the embedded sentence encoder from the preference samples only (the
 same labelled budget as the memory bank), never including a sample whose text is the item's own.
@@ -36,7 +36,6 @@ from .prompts import Prompts
 STRATEGIES = ("vanilla", "cot", "fot", "consistent", "refine")
 NEEDS_EXAMPLES = {"cot", "fot", "consistent"}
 _LABEL_LINE = re.compile(r"label\s*[:=]\s*(.*)", re.IGNORECASE)
-_NEGATIVE = re.compile(r"\bincorrect\b|\bwrong\b|\bnot (?:correct|right)\b|^\W*no\b", re.IGNORECASE)
 _KEY_LIMIT = 80  # out-of-set answers are bank keys; a rambling reply is cut to its first words
 
 
@@ -214,14 +213,7 @@ class ChatAnnotator(Annotator):
     def _consistent(self, texts, labels, allowed) -> list[_Reply]:
         votes = [self._vanilla(texts, labels, allowed), self._cot(texts, labels, allowed),
                  self._fot(texts, labels, allowed)]
-        out = []
-        for replies in zip(*votes):
-            counts = Counter(r.resolved.key for r in replies)
-            # most votes; then inside the label set; then fot > cot > vanilla (later in `votes` wins)
-            best = max(range(len(replies)), key=lambda i: (counts[replies[i].resolved.key],
-                                                           replies[i].resolved.label is not None, i))
-            out.append(replies[best])
-        return out
+        return [vote(replies) for replies in zip(*votes)]
 
     def _refine(self, texts, labels, allowed) -> list[_Reply]:
         first = [self._first_turn(t, a) for t, a in zip(texts, allowed)]
@@ -230,7 +222,7 @@ class ChatAnnotator(Annotator):
                           {"role": "user", "content": self.prompts.judge.format(answer=_first_line(a.raw))}]
                   for conv, a in zip(first, answers)]
         verdicts = self._ask(judged, "judge")
-        wrong = [i for i, v in enumerate(verdicts) if _NEGATIVE.search(v.text)]
+        wrong = [i for i, v in enumerate(verdicts) if judged_wrong(v.text)]
         revise = [judged[i] + [{"role": "assistant", "content": verdicts[i].text},
                                {"role": "user", "content": self.prompts.revise}] for i in wrong]
         for i, revision in zip(wrong, self._answer(revise, "answer", labels)):
@@ -242,6 +234,31 @@ class ChatAnnotator(Annotator):
         allowed = [c if c is not None else labels.labels for c in candidates]
         replies = getattr(self, f"_{self.strategy}")(list(texts), labels, allowed)
         return [Annotation(raw=r.raw, key=r.resolved.key, label=r.resolved.label) for r in replies]
+
+
+def judged_wrong(verdict: str) -> bool:
+    """Whether a judgement says the answer was wrong: its first word, else an unnegated 'incorrect'/'wrong'.
+
+    >>> [judged_wrong(v) for v in ("Incorrect.", "Correct", "It is not incorrect", "That label is wrong")]
+    [True, False, False, True]
+    """
+    line = normalize(_first_line(verdict))
+    if re.match(r"(?:incorrect|wrong|no|not correct)\b", line):
+        return True
+    if re.match(r"(?:correct|right|yes)\b", line):
+        return False
+    return re.search(r"(?<!\bnot )\b(?:incorrect|wrong)\b", line) is not None
+
+
+def vote(replies: Sequence[_Reply]) -> _Reply:
+    """The answer most replies give (by bank key); ties go to an in-set answer, then to the later reply.
+
+    Replies come in the order vanilla, CoT, FoT, so a tie between in-set answers goes to FoT.
+    """
+    counts = Counter(r.resolved.key for r in replies)
+    best = max(range(len(replies)), key=lambda i: (counts[replies[i].resolved.key],
+                                                   replies[i].resolved.label is not None, i))
+    return replies[best]
 
 
 def _first_line(text: str) -> str:
