@@ -72,6 +72,7 @@ def _annotator(args: argparse.Namespace, pool: tuple[Sequence[str], Sequence[str
             annotator.progress = _progress()
         return annotator, encoder, None
     backend = make_backend(args.annotator, _backend_options(args))
+    backend.progress = _progress()
     if pool is None:
         return None, encoder, backend
     annotator = ChatAnnotator(backend, args.strategy, prompts=_prompts(args), k=args.shots,
@@ -153,7 +154,7 @@ def _variant(name: str, annotator, encoder):
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     from .data import read_items, read_labelset
-    from .method import ConsistentMarginalization, MemoryBank
+    from .method import MemoryBank
 
     bank = MemoryBank.load(args.bank)
     if args.labels:

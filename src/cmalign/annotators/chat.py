@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ..errors import CmalignError
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
@@ -159,6 +161,7 @@ class ChatBackend(ABC):
         self.cache = cache if cache is not None else ResponseCache()
         self.max_calls = max_calls
         self.usage = Usage()
+        self.progress = False  # a progress bar per batch of requests sent (the CLI sets it on a terminal)
 
     @property
     @abstractmethod
@@ -197,7 +200,12 @@ class ChatBackend(ABC):
             self.usage.completion_tokens += completion.completion_tokens
 
         if todo:
-            self._send([request for _, request in todo], store)
+            with tqdm(total=len(todo), desc=self.model_id, unit="req", disable=not self.progress, leave=False) as bar:
+                def store_and_count(i: int, completion: Completion) -> None:
+                    store(i, completion)
+                    bar.update()
+
+                self._send([request for _, request in todo], store_and_count)
             missing = [key for key, _ in todo if key not in done]
             if missing:
                 raise BackendError(f"{self.model_id}: {len(missing)} requests were not answered")

@@ -128,7 +128,7 @@ class ChatAnnotator(Annotator):
     max_tokens = {"answer": 24, "cot": 64, "reason": 40, "judge": 8}
 
     def __init__(self, backend: ChatBackend, strategy: str = "vanilla", *, prompts: Prompts | None = None,
-                 retriever: ExampleRetriever | None = None, k: int = 5, decoding: Decoding = Decoding()) -> None:
+                 retriever: ExampleRetriever | None = None, k: int = 5, decoding: Decoding | None = None) -> None:
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
@@ -139,7 +139,7 @@ class ChatAnnotator(Annotator):
         self.prompts = prompts or Prompts()
         self.retriever = retriever
         self.k = k
-        self.decoding = decoding
+        self.decoding = decoding or Decoding()
         self.tokens = 0
         self._reasons: dict[int, str] = {}
 

@@ -121,7 +121,7 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Annotat
 
 def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBackend, strategies: Sequence[str],
                    encoder: SentenceEncoder, *, limit: int | None = None, prompts: Prompts | None = None,
-                   decoding: Decoding = Decoding(), k: int = 5) -> RunResult:
+                   decoding: Decoding | None = None, k: int = 5) -> RunResult:
     """Each prompting strategy X alone and with CM (``X+cm`` the paper's rule, ``X+cm_remap`` ours).
 
     Every strategy retrieves its examples from the preference samples, which also build its bank.
@@ -140,21 +140,15 @@ def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBac
     methods: dict[str, MethodResult] = {}
     for strategy in strategies:
         annotator = ChatAnnotator(backend, strategy, prompts=prompts, retriever=retriever, k=k, decoding=decoding)
-
-        def cost(step):
-            calls, tokens = annotator.calls, annotator.tokens
-            out = step()
-            return out, annotator.calls - calls, annotator.tokens - tokens
-
-        answers, calls, tokens = cost(lambda: annotator.annotate(eval_texts, labels))
+        answers, calls, tokens = _costed(annotator, annotator.annotate, eval_texts, labels)
         methods[strategy] = MethodResult(accuracy([a.label for a in answers], gold), calls,
                                          annotator_tokens=tokens, fit_annotator_tokens=0)
-        pref_answers, fit_calls, fit_tokens = cost(lambda: annotator.annotate(pref_texts, labels))
+        pref_answers, fit_calls, fit_tokens = _costed(annotator, annotator.annotate, pref_texts, labels)
         cm = ConsistentMarginalization(annotator, rule=Rule.PAPER).fit(
             pref_texts, pref_labels, label_set=labels, budget=str(budget), seed=seed, answers=pref_answers)
         for suffix, rule in (("cm", Rule.PAPER), ("cm_remap", Rule.REMAP)):
             cm.rule = rule
-            decisions, reask_calls, reask_tokens = cost(lambda: cm.decide(eval_texts, answers=answers))
+            decisions, reask_calls, reask_tokens = _costed(annotator, cm.decide, eval_texts, answers=answers)
             methods[f"{strategy}+{suffix}"] = MethodResult(
                 accuracy([d.label for d in decisions], gold), calls + reask_calls, fit_calls,
                 annotator_tokens=tokens + reask_tokens, fit_annotator_tokens=fit_tokens)
@@ -165,3 +159,10 @@ def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBac
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=backend.model_id,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods,
                      usage=usage)
+
+
+def _costed(annotator: ChatAnnotator, step, *args, **kwargs):
+    """(what ``step`` returns, the requests and tokens ``annotator`` asked for while it ran)."""
+    calls, tokens = annotator.calls, annotator.tokens
+    out = step(*args, **kwargs)
+    return out, annotator.calls - calls, annotator.tokens - tokens
