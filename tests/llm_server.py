@@ -2,7 +2,8 @@
 
 The server is llama-cpp-python's (`python -m llama_cpp.server`) serving SmolLM2-135M-Instruct on
 loopback. The proxy forwards every request to it unchanged, except those it is told to fail:
-``"429"`` (rate limited, with ``Retry-After``), ``"500"``/``"503"``, ``"slow"`` (answers after
+``"429"`` (rate limited, with ``Retry-After``), ``"500"``/``"503"``, ``"401"`` (a wrong key, echoed back
+part-masked as OpenAI does), ``"slow"`` (answers after
 ``delay`` seconds) and ``"drop"`` (closes the connection without answering).
 """
 
@@ -116,6 +117,12 @@ class FaultProxy:
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault == "401":  # as OpenAI does: the wrong key echoed back, part-masked
+                    key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    message = f"Incorrect API key provided: {key[:8]}{'*' * 12}{key[-4:]}."
+                    self._reply(401, json.dumps({"error": {"message": message, "type": "invalid_request_error"}}
+                                                ).encode())
                     return
                 if fault in ("429", "500", "503"):
                     error = json.dumps({"error": {"message": f"injected {fault}", "type": "test"}}).encode()

@@ -45,15 +45,15 @@ def test_answers_are_in_the_set_with_scores_and_honour_candidates(scorer):
 
 
 def test_bench_with_the_local_lm(capsys, smollm2_path):
-    code = main(["bench", "--dataset", "massive_scenario", "--budget", "0.005", "--seed", "0", "--limit", "30",
+    code = main(["bench", "--dataset", "massive_scenario", "--budget", "n=20", "--seed", "0", "--limit", "10",
                  "--annotator", f"hf-score:{smollm2_path}", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
-    assert result["annotator"].startswith("hf:SmolLM2") and result["n_eval"] == 30 and result["n_preference"] == 58
+    assert result["annotator"].startswith("hf:SmolLM2") and result["n_eval"] == 10 and result["n_preference"] == 20
     for name in ("base", "cm", "cm_remap", "knn", "cm_marg", "cm_ibank", "cm_best"):
         assert 0.0 <= result["methods"][name]["accuracy"] <= 1.0
-    assert result["methods"]["base"]["annotator_calls"] == 30
+    assert result["methods"]["base"]["annotator_calls"] == 10
 
 
 def test_unknown_annotator_is_a_clear_error(capsys):

@@ -185,6 +185,18 @@ def test_the_api_key_is_sent_but_never_printed_or_stored(proxy, preferences, tmp
     assert failed.returncode == 2 and "connection failed" in failed.stderr and SECRET not in failed.stderr
 
 
+def test_a_rejected_key_is_a_clear_error_that_does_not_echo_it(proxy, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    proxy.default = "401"
+    with pytest.raises(BackendError, match="HTTP 401: Incorrect API key provided") as error:
+        backend(proxy.url, tmp_path).complete([request("play jazz")])
+    assert SECRET[:8] not in str(error.value) and SECRET[-4:] not in str(error.value)
+    assert proxy.seen == 1  # not retried
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(BackendError, match=r"needs an API key: set \$OPENAI_API_KEY"):
+        OpenAIChatBackend("gpt-4o-mini", base_url="https://api.openai.com/v1")
+
+
 def test_bench_through_the_server_then_a_rerun_makes_no_call(proxy, tmp_path):
     args = ["bench", "--dataset", "massive_scenario", "--budget", "n=12", "--seed", "0", "--limit", "6",
             "--annotator", f"openai:{MODEL_ALIAS}", "--base-url", proxy.url, "--strategies", "vanilla,fot",

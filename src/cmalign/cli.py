@@ -36,11 +36,15 @@ def _say(message: str) -> None:
 def _backend_options(args: argparse.Namespace):
     from .annotators.registry import BackendOptions
 
-    if args.max_calls is not None and args.max_calls < 0:
-        raise CmalignError(f"--max-calls {args.max_calls} is below 0")
+    for flag, value, low in (("--max-calls", args.max_calls, 0), ("--concurrency", args.concurrency, 1),
+                             ("--retries", args.retries, 0), ("--shots", args.shots, 0)):
+        if value is not None and value < low:
+            raise CmalignError(f"{flag} {value} is below {low}")
+    if not args.timeout > 0:
+        raise CmalignError(f"--timeout {args.timeout:g} must be above 0")
     return BackendOptions(base_url=args.base_url, api_key_env=args.api_key_env, cache=args.cache,
                           max_calls=args.max_calls, concurrency=args.concurrency, timeout=args.timeout,
-                          retries=args.retries)
+                          retries=args.retries, device=args.device)
 
 
 def _prompts(args: argparse.Namespace):
@@ -67,7 +71,7 @@ def _annotator(args: argparse.Namespace, pool: tuple[Sequence[str], Sequence[str
 
     encoder = SentenceEncoder()
     if not is_chat(args.annotator):
-        annotator = make_annotator(args.annotator, encoder)
+        annotator = make_annotator(args.annotator, encoder, _backend_options(args))
         if isinstance(annotator, EmbeddingAnnotator):
             annotator.progress = _progress()
         return annotator, encoder, None
@@ -329,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--text-field", help="key or column holding the text (default: text, else input)")
         p.add_argument("--label-field", help="key or column holding the label (default: label)")
         p.add_argument("--annotator", default="embedded", help=f"the annotator: {SPECS}")
-        llm = p.add_argument_group("chat models (hf:PATH, openai:MODEL)")
+        llm = p.add_argument_group("LLM annotators (hf:PATH, hf-score:PATH, openai:MODEL)")
         if strategy:
             llm.add_argument("--strategy", default="vanilla", choices=STRATEGIES,
                              help="prompting strategy (default: vanilla)")
@@ -348,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         llm.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1)")
         llm.add_argument("--llm-seed", type=int, default=0, help="the model's sampling seed (default: 0)")
         llm.add_argument("--shots", type=int, default=5, help="examples shown by fot (default: 5)")
+        llm.add_argument("--device", default="cpu", help="local models (hf:, hf-score:): cpu (default), cuda, mps")
 
     p = sub.add_parser("datasets", help="list the bundled datasets")
     p.set_defaults(func=cmd_datasets)

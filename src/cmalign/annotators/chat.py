@@ -178,12 +178,13 @@ class ChatBackend(ABC):
     def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """The completion of each request, from the cache where possible (one send per distinct request)."""
         keys = [r.key(self.model_id) for r in requests]
+        distinct = {key: request for key, request in zip(keys, requests)}
         done: dict[str, Completion] = {}
-        for key in dict.fromkeys(keys):
+        for key in distinct:
             hit = self.cache.get(key)
             if hit is not None:
                 done[key] = hit
-        todo = [(key, requests[keys.index(key)]) for key in dict.fromkeys(keys) if key not in done]
+        todo = [(key, request) for key, request in distinct.items() if key not in done]
         if todo and self.max_calls is not None and self.usage.sent + len(todo) > self.max_calls:
             raise BudgetExceeded(
                 f"the next step needs {len(todo)} new requests to {self.model_id}, but only "

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Sequence
 
 from .chat import BackendError, ChatBackend, ChatRequest, Completion, ResponseCache, Store
 
 NO_KEY = "no-key"  # servers that check no key still need the header to be non-empty
+_KEYLIKE = re.compile(r"\b(?:sk|key)-[\w*.\-]{4,}")
 
 
 class OpenAIChatBackend(ChatBackend):
@@ -41,6 +43,8 @@ class OpenAIChatBackend(ChatBackend):
         self.timeout = timeout
         self.max_retries = max_retries
         self._api_key = os.environ.get(api_key_env) or NO_KEY
+        if self._api_key == NO_KEY and "api.openai.com" in self.base_url:
+            raise BackendError(f"{self.model_id} at {self.base_url} needs an API key: set ${api_key_env}")
 
     def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
         return f"OpenAIChatBackend(model={self.model!r}, base_url={self.base_url!r})"
@@ -59,6 +63,9 @@ class OpenAIChatBackend(ChatBackend):
         async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout,
                                       max_retries=self.max_retries) as client:
 
+            def reason(exc) -> str:  # servers echo a wrong key back, part-masked: mask it all
+                return _KEYLIKE.sub("[key]", _reason(exc).replace(self._api_key, "[key]"))
+
             async def one(i: int, request: ChatRequest) -> None:
                 async with gate:
                     try:
@@ -68,13 +75,13 @@ class OpenAIChatBackend(ChatBackend):
                     except openai.BadRequestError as exc:
                         # this one request is refused (too long for the context, say): an empty
                         # answer for this item, kept out of the cache; the run goes on
-                        store(i, Completion("", 0, 0, finish_reason=f"rejected: {_reason(exc)}"))
+                        store(i, Completion("", 0, 0, finish_reason=f"rejected: {reason(exc)}"))
                         return
                     except openai.APIStatusError as exc:
                         retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
                         after = f" after {self.max_retries} retries" if retried else ""
                         raise BackendError(f"{self.model_id} at {self.base_url}: HTTP {exc.status_code}{after}: "
-                                           f"{_reason(exc)}") from None
+                                           f"{reason(exc)}") from None
                     except openai.APITimeoutError:
                         raise BackendError(f"{self.model_id} at {self.base_url}: no answer within "
                                            f"{self.timeout:g} s, {self.max_retries + 1} times") from None
@@ -83,7 +90,8 @@ class OpenAIChatBackend(ChatBackend):
                                            f"after {self.max_retries} retries ({_short(str(exc.__cause__ or exc))})"
                                            ) from None
                     except openai.OpenAIError as exc:
-                        raise BackendError(f"{self.model_id} at {self.base_url}: {_short(str(exc))}") from None
+                        raise BackendError(f"{self.model_id} at {self.base_url}: {_KEYLIKE.sub('[key]', _short(str(exc)))}"
+                                           ) from None
                 store(i, _completion(reply))
 
             try:

@@ -34,7 +34,8 @@ class BackendOptions:
     concurrency: int = 8
     timeout: float = 60.0
     retries: int = 5
-    batch_size: int = 8               # local generation
+    batch_size: int = 8               # local models: generation batch
+    device: str = "cpu"               # local models: "cpu", "cuda", "cuda:1", "mps"
 
     def open_cache(self) -> ResponseCache:
         if self.cache == "none":
@@ -54,7 +55,7 @@ def is_chat(spec: str) -> bool:
     return _parse(spec)[0] in CHAT_KINDS
 
 
-def make_annotator(spec: str, encoder: SentenceEncoder) -> Annotator:
+def make_annotator(spec: str, encoder: SentenceEncoder, options: BackendOptions = BackendOptions()) -> Annotator:
     """Build a scoring annotator (``embedded`` or ``hf-score:PATH``); ``encoder`` is the shared embedding model."""
     kind, arg = _parse(spec)
     if kind == "embedded":
@@ -62,7 +63,7 @@ def make_annotator(spec: str, encoder: SentenceEncoder) -> Annotator:
     if kind == "hf-score":
         from .hf import HFLabelScorer  # imports torch/transformers: only when asked for
 
-        return HFLabelScorer(arg)
+        return HFLabelScorer(arg, device=options.device)
     raise CmalignError(f"{spec!r} is a chat model: it answers through a strategy (--strategy)")
 
 
@@ -79,6 +80,6 @@ def make_backend(spec: str, options: BackendOptions = BackendOptions()) -> ChatB
     if kind == "hf":
         from .hf import HFChatBackend
 
-        return HFChatBackend(arg, batch_size=options.batch_size, cache=options.open_cache(),
-                             max_calls=options.max_calls)
+        return HFChatBackend(arg, batch_size=options.batch_size, device=options.device,
+                             cache=options.open_cache(), max_calls=options.max_calls)
     raise CmalignError(f"{spec!r} is not a chat model; chat models: hf:PATH, openai:MODEL")

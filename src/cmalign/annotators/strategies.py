@@ -179,6 +179,9 @@ class ChatAnnotator(Annotator):
         p, pool = self.prompts, self.retriever
         conversations = []
         for text, allow, near in zip(texts, allowed, pool.nearest(texts, self.k)):
+            if not near:  # nothing to show: the plain question
+                conversations.append(self._first_turn(text, allow))
+                continue
             examples = "\n\n".join(p.example.format(text=pool.texts[j], label=pool.labels[j]) for j in near)
             conversations.append([self._system(allow),
                                   {"role": "user", "content": p.few_shot.format(examples=examples, text=text)}])
