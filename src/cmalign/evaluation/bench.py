@@ -72,10 +72,7 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Annotat
     the score-based variants use ``encoder`` for their embeddings, whatever the annotator is.
     """
     split = protocol_split(dataset, budget, seed, limit)
-    pref_texts = [item.text for item in split.preference]
-    pref_labels = [item.label for item in split.preference]
-    eval_texts = [item.text for item in split.evaluation]
-    gold = [item.label for item in split.evaluation]
+    pref_texts, pref_labels, eval_texts, gold = _columns(split)
     labels = dataset.labels
     gold_index = np.array([labels.index(y) for y in gold])
 
@@ -129,10 +126,7 @@ def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBac
     cache); ``usage`` says what the backend really sent in this run.
     """
     split = protocol_split(dataset, budget, seed, limit)
-    pref_texts = [item.text for item in split.preference]
-    pref_labels = [item.label for item in split.preference]
-    eval_texts = [item.text for item in split.evaluation]
-    gold = [item.label for item in split.evaluation]
+    pref_texts, pref_labels, eval_texts, gold = _columns(split)
     labels = dataset.labels
     retriever = ExampleRetriever(encoder, pref_texts, pref_labels)
     sent_before = backend.usage.to_json()
@@ -159,6 +153,12 @@ def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBac
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=backend.model_id,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods,
                      usage=usage)
+
+
+def _columns(split) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The split as (preference texts, their labels, evaluation texts, their gold labels)."""
+    return ([item.text for item in split.preference], [item.label for item in split.preference],
+            [item.text for item in split.evaluation], [item.label for item in split.evaluation])
 
 
 def _costed(annotator: ChatAnnotator, step, *args, **kwargs):
