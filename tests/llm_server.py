@@ -102,7 +102,10 @@ class FaultProxy:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
+                    self.close_connection = True
 
             def do_GET(self) -> None:
                 status, body = proxy._forward("GET", self.path, None)
