@@ -36,10 +36,18 @@ def normalize(text: str) -> str:
     return _EDGE_JUNK.sub("", text).strip()
 
 
+def first_line(text: str) -> str:
+    r"""The first line of a reply that is not blank, stripped ('' if there is none).
+
+    >>> first_line("\n  Refund  \nbecause ...")
+    'Refund'
+    """
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 def _answer_key(raw: str) -> str:
     """Normalise a free-text answer: also drop a leading 'Answer:'/'Label:' and keep the first line."""
-    first = raw.strip().splitlines()[0] if raw.strip() else ""
-    return normalize(_ANSWER_PREFIX.sub("", first))
+    return normalize(_ANSWER_PREFIX.sub("", first_line(raw)))
 
 
 @dataclass(frozen=True)

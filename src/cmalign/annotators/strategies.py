@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..labels import LabelSet, Resolved, normalize
+from ..labels import LabelSet, Resolved, first_line, normalize
 from .base import Annotation, Annotator
 from .chat import ChatBackend, ChatRequest, Completion, Message
 from .embedding import SentenceEncoder
@@ -62,8 +62,7 @@ def parse_answer(raw: str, labels: LabelSet) -> Resolved:
         after = labels.resolve(tagged[-1])
         if after.label is not None:
             return after
-    lines = [line for line in raw.strip().splitlines() if line.strip()]
-    first = normalize(tagged[-1] if tagged else lines[0]) if lines else ""
+    first = normalize(tagged[-1] if tagged else first_line(raw))
     named = [label for label in labels.labels
              if re.search(rf"(?<!\w){re.escape(normalize(label))}(?!\w)", first)]
     if named:
@@ -210,8 +209,7 @@ class ChatAnnotator(Annotator):
                                                                                    label=pool.labels[j])}]
                          for j in todo]
         for j, completion in zip(todo, self._ask(conversations, "reason")):
-            lines = [line.strip() for line in completion.text.splitlines() if line.strip()]
-            self._reasons[j] = lines[0] if lines else "(no reason given)"
+            self._reasons[j] = first_line(completion.text) or "(no reason given)"
 
     def _consistent(self, texts, labels, allowed) -> list[_Reply]:
         votes = [self._vanilla(texts, labels, allowed), self._cot(texts, labels, allowed),
@@ -222,7 +220,7 @@ class ChatAnnotator(Annotator):
         first = [self._first_turn(t, a) for t, a in zip(texts, allowed)]
         answers = self._answer(first, "answer", labels)
         judged = [conv + [{"role": "assistant", "content": a.raw},
-                          {"role": "user", "content": self.prompts.judge.format(answer=_first_line(a.raw))}]
+                          {"role": "user", "content": self.prompts.judge.format(answer=first_line(a.raw))}]
                   for conv, a in zip(first, answers)]
         verdicts = self._ask(judged, "judge")
         wrong = [i for i, v in enumerate(verdicts) if judged_wrong(v.text)]
@@ -245,7 +243,7 @@ def judged_wrong(verdict: str) -> bool:
     >>> [judged_wrong(v) for v in ("Incorrect.", "Correct", "It is not incorrect", "That label is wrong")]
     [True, False, False, True]
     """
-    line = normalize(_first_line(verdict))
+    line = normalize(first_line(verdict))
     if re.match(r"(?:incorrect|wrong|no|not correct)\b", line):
         return True
     if re.match(r"(?:correct|right|yes)\b", line):
@@ -262,8 +260,3 @@ def vote(replies: Sequence[_Reply]) -> _Reply:
     best = max(range(len(replies)), key=lambda i: (counts[replies[i].resolved.key],
                                                    replies[i].resolved.label is not None, i))
     return replies[best]
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else ""
