@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -245,3 +246,55 @@ def test_fit_then_annotate_with_a_chat_model(proxy, preferences, tmp_path):
     scored = _cmalign("annotate", str(unlabelled), "--bank", str(tmp_path / "bank.json"), "-o",
                       str(tmp_path / "o3.jsonl"), *common, "--method", "cm_best")
     assert scored.returncode == 2 and "needs an annotator with a score per label" in scored.stderr
+
+
+def _plan(stderr: str) -> tuple[int, int]:
+    """(requests, prompt tokens) from a dry run's plan line."""
+    found = re.search(r"dry run: (\d+) requests would be sent \(about (\d+) prompt tokens", stderr)
+    assert found, stderr
+    return int(found[1]), int(found[2])
+
+
+def _spent(stderr: str) -> tuple[int, int]:
+    """(sent, prompt tokens) from a run's usage line."""
+    found = re.search(r"(\d+) sent \((\d+) prompt", stderr)
+    assert found, stderr
+    return int(found[1]), int(found[2])
+
+
+def test_a_dry_run_sends_nothing_and_counts_what_the_real_run_sends(proxy, tmp_path):
+    preferences = write_preferences(tmp_path / "prefs.jsonl", 24)
+    bank = tmp_path / "bank.json"
+    common = ["--annotator", f"openai:{MODEL_ALIAS}", "--base-url", proxy.url, "--cache", str(tmp_path / "c.sqlite"),
+              "--strategy", "cot"]
+    dry = _cmalign("fit", str(preferences), "-o", str(bank), *common, "--dry-run", "--max-calls", "10")
+    assert dry.returncode == 0, dry.stderr
+    assert proxy.seen == 0 and not bank.exists()
+    planned, _ = _plan(dry.stderr)
+    assert "more than --max-calls 10 allows" in dry.stderr
+    # cot asks a reason per distinct example, then the answer: the dry run's empty reasons change
+    # the answers' prompts but not how many there are
+    fitted = _cmalign("fit", str(preferences), "-o", str(bank), *common)
+    assert fitted.returncode == 0, fitted.stderr
+    assert _spent(fitted.stderr)[0] == planned == proxy.seen > 24
+
+    from cmalign.data import load_bundled
+
+    texts = [i.text for i in load_bundled("massive_scenario").small[100:112]]
+    unlabelled = tmp_path / "new.jsonl"
+    unlabelled.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:6]))
+    assert _cmalign("annotate", str(unlabelled), "--bank", str(bank), "-o", str(tmp_path / "a.jsonl"),
+                    *common).returncode == 0
+    unlabelled.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))  # half of it cached now
+    seen = proxy.seen
+    dry = _cmalign("annotate", str(unlabelled), "--bank", str(bank), "-o", str(tmp_path / "b.jsonl"), *common,
+                   "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert proxy.seen == seen and not (tmp_path / "b.jsonl").exists()
+    planned, tokens = _plan(dry.stderr)
+    done = _cmalign("annotate", str(unlabelled), "--bank", str(bank), "-o", str(tmp_path / "b.jsonl"), *common)
+    assert done.returncode == 0, done.stderr
+    sent, sent_tokens = _spent(done.stderr)
+    assert planned == sent == proxy.seen - seen and 6 <= sent <= 12
+    # the estimate has learnt the server's tokens per character from the fit's answers in the cache
+    assert abs(tokens - sent_tokens) <= 0.2 * sent_tokens

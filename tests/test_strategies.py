@@ -140,6 +140,22 @@ def test_sampling_is_reproducible_by_seed(generator):
     assert fresh.complete([request])[0].text == generator.complete([request])[0].text
 
 
+def test_a_dry_run_counts_the_exact_prompt_tokens_of_a_local_model_and_sends_nothing(generator):
+    requests = [ChatRequest.of(_conversation(t), max_tokens=6) for t in ("wake me up at 5", "sunny today?")]
+    cached = ChatRequest.of(_conversation("play jazz"), max_tokens=10)
+    generator.complete([cached])
+    dry = type(generator)(generator.path, loaded=(generator.tokenizer, generator.model, generator.path),
+                          cache=generator.cache)
+    dry.dry_run = True
+    stored = len(dry.cache)
+    replies = dry.complete([*requests, cached])
+    assert [r.text for r in replies[:2]] == ["", ""] and replies[2].text and replies[2].cached
+    assert dry.usage.sent == 0 and dry.usage.cache_hits == 1 and len(dry.cache) == stored
+    assert (dry.plan.requests, dry.plan.max_completion_tokens) == (2, 12)
+    real = generator.complete(requests)
+    assert dry.plan.prompt_tokens == sum(r.prompt_tokens for r in real)
+
+
 SHORT = {"answer": 10, "cot": 20, "reason": 10, "judge": 4}  # short replies: the tests' time is in generation
 
 

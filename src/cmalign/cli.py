@@ -89,6 +89,29 @@ def _report_usage(backend) -> None:
         _say(backend.usage.summary(backend.model_id))
 
 
+def _dry_run(args: argparse.Namespace, annotator, backend, texts: Sequence[str], labels, reasks: bool) -> int:
+    """Annotate ``texts`` with the backend in dry-run mode and say what a real run would send.
+
+    The requests of the first round are counted exactly (those already cached are free); the ones
+    that depend on what the model answers (a refine revision, a CM re-ask) are bounded, not guessed.
+    """
+    if backend is None:
+        raise CmalignError(f"--dry-run counts requests to a chat model (hf:PATH, openai:MODEL); "
+                           f"{args.annotator} sends none")
+    backend.dry_run = True
+    for start in range(0, len(texts), 256):
+        annotator.annotate(texts[start:start + 256], labels)
+    _say(backend.plan.summary(backend.model_id, backend.usage, args.max_calls))
+    later = []
+    if args.strategy == "refine":
+        later.append("a revision for each item the model judges wrong")
+    if reasks:
+        later.append(f"a {args.strategy} re-ask for each item whose answer has several candidates (--method cm)")
+    if later and backend.plan.requests:
+        _say(f"not counted, as they depend on the answers: {' and '.join(later)}; at most {len(texts)} items each")
+    return 0
+
+
 def _split_list(values: Sequence[str]) -> list[str]:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
@@ -127,6 +150,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         label_set = LabelSet.of(item.label for item in items)
     texts, labels = [i.text for i in items], [i.label for i in items]
     annotator, _, backend = _annotator(args, pool=(texts, labels))
+    if args.dry_run:
+        return _dry_run(args, annotator, backend, texts, label_set, reasks=False)
     try:
         cm = ConsistentMarginalization(annotator).fit(texts, labels, label_set=label_set, budget=f"n={len(items)}",
                                                       progress=_progress())
@@ -185,6 +210,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
                             "(was the bank fitted on a different label set?)", args.input, item.line)
     annotator, encoder, backend = _annotator(args, pool=([s.text for s in bank.samples],
                                                          [s.label for s in bank.samples]))
+    if args.dry_run:
+        return _dry_run(args, annotator, backend, [i.text for i in items], bank.labels,
+                        reasks=args.method == "cm")
     try:
         return _annotate_items(args, bank, items, annotator, encoder)
     finally:
@@ -344,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "$XDG_CACHE_HOME/cmalign/responses.sqlite; 'none' for none)")
         llm.add_argument("--max-calls", type=int, metavar="N",
                          help="stop before sending more than N requests in this run (cache hits are free)")
+        if strategy:
+            llm.add_argument("--dry-run", action="store_true",
+                             help="send nothing: count the requests the cache cannot answer and their tokens")
         llm.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default: 8)")
         llm.add_argument("--timeout", type=float, default=60.0, help="seconds per attempt (default: 60)")
         llm.add_argument("--retries", type=int, default=5, help="retries per request (default: 5)")

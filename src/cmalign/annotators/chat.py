@@ -7,7 +7,9 @@ request goes through :meth:`ChatBackend.complete`, which
   costs nothing and an interrupted run resumes where it stopped (each answer is written as soon as
   it arrives);
 - refuses, before sending anything, a batch that would take the run past ``max_calls``;
-- counts requests, cache hits and tokens in :class:`Usage`.
+- counts requests, cache hits and tokens in :class:`Usage`;
+- with ``dry_run`` set, sends nothing: each request the cache cannot answer is counted in a
+  :class:`Plan` (with its prompt tokens, estimated) and answered with an empty reply.
 
 The cache key is everything that determines the answer: the model's identity, the messages and
 the decoding parameters with the seed. It never holds an API key: none is part of a request.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from abc import ABC, abstractmethod
@@ -101,6 +104,23 @@ class Usage:
                 f"({self.prompt_tokens} prompt + {self.completion_tokens} completion tokens)")
 
 
+@dataclass
+class Plan:
+    """What a dry run would have sent: requests, their prompt tokens (estimated) and the completion cap."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    max_completion_tokens: int = 0   # the sum of the requests' max_tokens: completions cannot cost more
+
+    def summary(self, name: str, usage: Usage, max_calls: int | None = None) -> str:
+        line = (f"{name}: dry run: {usage.requests} requests, {usage.cache_hits} from the cache, "
+                f"{self.requests} would be sent (about {self.prompt_tokens} prompt tokens, "
+                f"at most {self.max_completion_tokens} completion tokens)")
+        if max_calls is not None and self.requests > max_calls:
+            line += f"; more than --max-calls {max_calls} allows"
+        return line
+
+
 class ResponseCache:
     """Completions on disk (SQLite), keyed by :meth:`ChatRequest.key`; ``":memory:"`` for none.
 
@@ -128,9 +148,14 @@ class ResponseCache:
                                "WHERE key = ?", (key,)).fetchone()
         return None if row is None else Completion(*row, cached=True)
 
+    @staticmethod
+    def record(model: str, request: ChatRequest) -> str:
+        """The request as stored beside its answer (JSON)."""
+        return json.dumps({"model": model, **asdict(request), "messages": request.message_dicts()},
+                          ensure_ascii=False)
+
     def put(self, key: str, model: str, request: ChatRequest, completion: Completion) -> None:
-        record = json.dumps({"model": model, **asdict(request), "messages": request.message_dicts()},
-                            ensure_ascii=False)
+        record = self.record(model, request)
         self._db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (key, model, record, completion.text, completion.prompt_tokens,
                           completion.completion_tokens, completion.finish_reason, time.time()))
@@ -139,14 +164,19 @@ class ResponseCache:
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
 
+    def tokens_per_char(self, model: str, at_least: int = 20) -> float | None:
+        """Prompt tokens per character of stored request, over ``model``'s answers (None if too few)."""
+        n, tokens, chars = self._db.execute(
+            "SELECT COUNT(*), SUM(prompt_tokens), SUM(LENGTH(request)) FROM completions WHERE model = ?",
+            (model,)).fetchone()
+        return tokens / chars if n >= at_least and chars else None
+
     def close(self) -> None:
         self._db.close()
 
 
 def default_cache_path() -> Path:
     """``$XDG_CACHE_HOME/cmalign/responses.sqlite`` (``~/.cache`` when that is unset)."""
-    import os
-
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "cmalign" / "responses.sqlite"
 
@@ -161,6 +191,8 @@ class ChatBackend(ABC):
         self.cache = cache if cache is not None else ResponseCache()
         self.max_calls = max_calls
         self.usage = Usage()
+        self.dry_run = False  # answer from the cache only; count the rest in self.plan
+        self.plan = Plan()
         self.progress = False  # a progress bar per batch of requests sent (the CLI sets it on a terminal)
 
     @property
@@ -175,6 +207,13 @@ class ChatBackend(ABC):
         Raise :class:`BackendError` when a request cannot be answered; answers already stored are kept.
         """
 
+    def estimate_prompt_tokens(self, requests: Sequence[ChatRequest]) -> int:
+        """The prompt tokens ``requests`` would cost. Servers count them; this measures the model's
+        earlier requests in the cache (tokens per character), or takes 4 characters a token."""
+        per_char = self.cache.tokens_per_char(self.model_id)
+        chars = [len(self.cache.record(self.model_id, r)) for r in requests]
+        return round(sum(chars) * per_char) if per_char else sum(chars) // 4
+
     def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """The completion of each request, from the cache where possible (one send per distinct request)."""
         keys = [r.key(self.model_id) for r in requests]
@@ -185,6 +224,14 @@ class ChatBackend(ABC):
             if hit is not None:
                 done[key] = hit
         todo = [(key, request) for key, request in distinct.items() if key not in done]
+        if todo and self.dry_run:
+            self.plan.requests += len(todo)
+            self.plan.prompt_tokens += self.estimate_prompt_tokens([r for _, r in todo])
+            self.plan.max_completion_tokens += sum(r.max_tokens for _, r in todo)
+            empty = Completion("", 0, 0, finish_reason="dry-run")
+            self.usage.requests += len(requests)
+            self.usage.cache_hits += len(requests) - len(todo)
+            return [done.get(key, empty) for key in keys]
         if todo and self.max_calls is not None and self.usage.sent + len(todo) > self.max_calls:
             raise BudgetExceeded(
                 f"the next step needs {len(todo)} new requests to {self.model_id}, but only "

@@ -241,6 +241,10 @@ class HFChatBackend(ChatBackend):
                                                       add_generation_prompt=True)
         return self.tokenizer(rendered, add_special_tokens=False).input_ids
 
+    def estimate_prompt_tokens(self, requests: Sequence[ChatRequest]) -> int:
+        """Exact here: the requests through the model's own chat template and tokenizer."""
+        return sum(len(self._prompt_ids(r)) for r in requests)
+
     def _generate(self, prompts: list[list[int]], request: ChatRequest) -> list[Completion]:
         """Generate for prompts that share ``request``'s decoding parameters."""
         torch = self._torch
