@@ -184,8 +184,9 @@ def test_every_strategy_answers_every_item_on_the_real_model(generator, encoder,
 
 
 def test_refine_really_uses_the_revision(generator, encoder):
-    # SmolLM2 never judges itself wrong, so two verdicts are planted in the response cache (as if the
-    # model had said them); the answers, the third verdict and the revision come from the model
+    # SmolLM2 seldom judges itself wrong (about one answer in ten), so two verdicts are planted in the
+    # response cache (as if the model had said them); the answers, the third verdict and the revision
+    # come from the model
     annotator = _annotator(generator, "refine", encoder=encoder)
     annotator.max_tokens = SHORT
     prompts, model = annotator.prompts, generator.model_id
