@@ -250,7 +250,8 @@ def test_fit_then_annotate_with_a_chat_model(proxy, preferences, tmp_path):
 
 def _plan(stderr: str) -> tuple[int, int]:
     """(requests, prompt tokens) from a dry run's plan line."""
-    found = re.search(r"dry run: (\d+) requests would be sent \(about (\d+) prompt tokens", stderr)
+    found = re.search(r"dry run: \d+ requests, \d+ from the cache, (\d+) would be sent \(about (\d+) prompt tokens",
+                      stderr)
     assert found, stderr
     return int(found[1]), int(found[2])
 
