@@ -152,6 +152,8 @@ def test_a_dry_run_counts_the_exact_prompt_tokens_of_a_local_model_and_sends_not
     assert [r.text for r in replies[:2]] == ["", ""] and replies[2].text and replies[2].cached
     assert dry.usage.sent == 0 and dry.usage.cache_hits == 1 and len(dry.cache) == stored
     assert (dry.plan.requests, dry.plan.max_completion_tokens) == (2, 12)
+    dry.complete(requests[:1])  # asked again later in the same run: a real run would find it in the cache
+    assert dry.plan.requests == 2 and dry.usage.cache_hits == 2
     real = generator.complete(requests)
     assert dry.plan.prompt_tokens == sum(r.prompt_tokens for r in real)
 

@@ -99,8 +99,7 @@ def _dry_run(args: argparse.Namespace, annotator, backend, texts: Sequence[str],
         raise CmalignError(f"--dry-run counts requests to a chat model (hf:PATH, openai:MODEL); "
                            f"{args.annotator} sends none")
     backend.dry_run = True
-    for start in range(0, len(texts), 256):
-        annotator.annotate(texts[start:start + 256], labels)
+    annotator.annotate(texts, labels)
     _say(backend.plan.summary(backend.model_id, backend.usage, args.max_calls))
     later = []
     if args.strategy == "refine":
@@ -108,7 +107,8 @@ def _dry_run(args: argparse.Namespace, annotator, backend, texts: Sequence[str],
     if reasks:
         later.append(f"a {args.strategy} re-ask for each item whose answer has several candidates (--method cm)")
     if later and backend.plan.requests:
-        _say(f"not counted, as they depend on the answers: {' and '.join(later)}; at most {len(texts)} items each")
+        _say(f"not counted, as they depend on the answers: {' and '.join(later)} (at most one of each "
+             f"per item: {len(texts)} items)")
     return 0
 
 

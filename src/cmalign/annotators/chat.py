@@ -193,6 +193,7 @@ class ChatBackend(ABC):
         self.usage = Usage()
         self.dry_run = False  # answer from the cache only; count the rest in self.plan
         self.plan = Plan()
+        self._planned: set[str] = set()
         self.progress = False  # a progress bar per batch of requests sent (the CLI sets it on a terminal)
 
     @property
@@ -224,13 +225,15 @@ class ChatBackend(ABC):
             if hit is not None:
                 done[key] = hit
         todo = [(key, request) for key, request in distinct.items() if key not in done]
-        if todo and self.dry_run:
-            self.plan.requests += len(todo)
-            self.plan.prompt_tokens += self.estimate_prompt_tokens([r for _, r in todo])
-            self.plan.max_completion_tokens += sum(r.max_tokens for _, r in todo)
-            empty = Completion("", 0, 0, finish_reason="dry-run")
+        if self.dry_run:  # a request planned before would be in the cache by now: a hit, not counted again
+            new = [(key, request) for key, request in todo if key not in self._planned]
+            self._planned.update(key for key, _ in new)
+            self.plan.requests += len(new)
+            self.plan.prompt_tokens += self.estimate_prompt_tokens([r for _, r in new])
+            self.plan.max_completion_tokens += sum(r.max_tokens for _, r in new)
             self.usage.requests += len(requests)
-            self.usage.cache_hits += len(requests) - len(todo)
+            self.usage.cache_hits += len(requests) - len(new)
+            empty = Completion("", 0, 0, finish_reason="dry-run")
             return [done.get(key, empty) for key in keys]
         if todo and self.max_calls is not None and self.usage.sent + len(todo) > self.max_calls:
             raise BudgetExceeded(
