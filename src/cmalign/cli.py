@@ -321,14 +321,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if strategies and not chat:
         raise CmalignError(f"--strategies needs a chat model (hf:PATH or openai:MODEL), not {args.annotator}")
     annotator, encoder, backend = _annotator(args)
+    prompts, decoding = (_prompts(args), _decoding(args)) if chat else (None, None)  # read once, not per run
     results = []
     runs = [(d, b, s) for d in datasets for b in budgets for s in seeds]
     try:
         for dataset, budget, seed in tqdm(runs, desc="bench", unit="run", disable=not _progress()):
             if chat:
                 result = run_strategies(dataset, budget, seed, backend, strategies or ["vanilla"], encoder,
-                                        limit=args.limit, prompts=_prompts(args), decoding=_decoding(args),
-                                        k=args.shots)
+                                        limit=args.limit, prompts=prompts, decoding=decoding, k=args.shots)
             else:
                 result = run_protocol(dataset, budget, seed, annotator, encoder, limit=args.limit)
             results.append(result)

@@ -129,7 +129,7 @@ def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBac
     pref_texts, pref_labels, eval_texts, gold = _columns(split)
     labels = dataset.labels
     retriever = ExampleRetriever(encoder, pref_texts, pref_labels)
-    sent_before = backend.usage.to_json()
+    before = backend.usage.to_json()
 
     methods: dict[str, MethodResult] = {}
     for strategy in strategies:
@@ -149,7 +149,7 @@ def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBac
 
     knn = KNNClassifier(encoder).fit(pref_texts, pref_labels, labels)
     methods["knn"] = MethodResult(accuracy(knn.predict(eval_texts), gold), 0)
-    usage = {name: value - sent_before[name] for name, value in backend.usage.to_json().items()}
+    usage = {name: value - before[name] for name, value in backend.usage.to_json().items()}
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=backend.model_id,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods,
                      usage=usage)
