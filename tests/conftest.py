@@ -8,10 +8,10 @@ import pytest
 
 @pytest.fixture(scope="session")
 def encoder():
-    """The real embedded model, loaded once for the whole run."""
-    from cmalign import SentenceEncoder
+    """The real embedded model, loaded once for the whole run (the one the command line shares too)."""
+    from cmalign.encoder import default_encoder
 
-    return SentenceEncoder()
+    return default_encoder()
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +33,17 @@ def smollm2_path() -> Path:
 @pytest.fixture(scope="session")
 def scorer(smollm2_path):
     """SmolLM2 scoring labels through transformers, loaded once (its model is shared with generation)."""
-    from cmalign.annotators.hf import HFLabelScorer
+    from cmalign.annotators.hf_score import HFLabelScorer
 
     return HFLabelScorer(smollm2_path)
+
+
+# tests that load the LLM (SmolLM2) or run its server are the slow tier: `pytest -m "not slow"` is
+# the fast tier (the embedded model, the numerics and the protocol) and runs in about two minutes
+SLOW_FIXTURES = {"smollm2_path", "scorer", "generator", "server", "proxy"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cmalign import EmbeddingAnnotator, KNNClassifier, ModelError, SentenceEncoder
-from cmalign.annotators.embedding import _minilm_folder
+from cmalign.local_models import minilm_folder
 from cmalign.data import Budget, load_bundled, protocol_split
 from cmalign.evaluation import accuracy
 
@@ -18,7 +18,7 @@ def massive():
 def test_changed_weights_are_refused(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
-    for f in _minilm_folder().iterdir():
+    for f in minilm_folder().iterdir():
         if f.name != "model.safetensors":
             (folder / f.name).symlink_to(f)
     (folder / "model.safetensors").write_bytes(b"not the model")
@@ -69,8 +69,9 @@ def test_calls_are_counted_per_item(encoder):
 def test_knn_picks_k_by_leave_one_out_and_learns_the_users_labels(encoder, massive):
     ds, split = massive
     knn = KNNClassifier(encoder).fit([i.text for i in split.preference], [i.label for i in split.preference],
-                                     ds.labels)
-    assert knn.k_ in knn.loo_accuracy_ and knn.loo_accuracy_[knn.k_] == max(knn.loo_accuracy_.values())
+                                     label_set=ds.labels)
+    loo = dict(knn.loo_accuracy_)
+    assert loo[knn.k_] == max(loo.values()) and knn.k_ == min(k for k, a in loo.items() if a == loo[knn.k_])
     items = split.evaluation[:600]
     assert accuracy(knn.predict([i.text for i in items]), [i.label for i in items]) > 0.4
     # on its own preference samples with k=1 it reproduces the user's labels

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from cmalign.annotators.chat import BackendError, BudgetExceeded, ChatRequest, ResponseCache
-from cmalign.annotators.openai_api import OpenAIChatBackend
+from cmalign.chat.backend import BackendError, BudgetExceeded, ChatRequest, ResponseCache
+from cmalign.chat.openai_api import OpenAIChatBackend
 
 from llm_server import MODEL_ALIAS, FaultProxy, LlamaServer
 

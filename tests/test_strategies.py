@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from cmalign import LabelSet
-from cmalign.annotators.chat import ChatRequest, Completion, ResponseCache
-from cmalign.annotators.prompts import Prompts
-from cmalign.annotators.strategies import (ChatAnnotator, ExampleRetriever, _Reply, judged_wrong, parse_answer,
+from cmalign.chat.backend import ChatRequest, Completion, ResponseCache
+from cmalign.prompting.prompts import Prompts
+from cmalign.prompting.strategies import (ChatAnnotator, ExampleRetriever, _Reply, judged_wrong, parse_answer,
                                            vote)
 from cmalign.cli import main
 from cmalign.errors import CmalignError, DataError
@@ -113,7 +113,7 @@ def test_retrieval_finds_the_similar_examples_and_never_the_item_itself(encoder)
 
 @pytest.fixture(scope="module")
 def generator(scorer, smollm2_path):
-    from cmalign.annotators.hf import HFChatBackend
+    from cmalign.chat.hf_chat import HFChatBackend
 
     return HFChatBackend(smollm2_path, batch_size=4, loaded=(scorer.tokenizer, scorer.model, smollm2_path))
 
@@ -146,16 +146,17 @@ def test_a_dry_run_counts_the_exact_prompt_tokens_of_a_local_model_and_sends_not
     generator.complete([cached])
     dry = type(generator)(generator.path, loaded=(generator.tokenizer, generator.model, generator.path),
                           cache=generator.cache)
-    dry.dry_run = True
     stored = len(dry.cache)
-    replies = dry.complete([*requests, cached])
-    assert [r.text for r in replies[:2]] == ["", ""] and replies[2].text and replies[2].cached
-    assert dry.usage.sent == 0 and dry.usage.cache_hits == 1 and len(dry.cache) == stored
-    assert (dry.plan.requests, dry.plan.max_completion_tokens) == (2, 12)
-    dry.complete(requests[:1])  # asked again later in the same run: a real run would find it in the cache
-    assert dry.plan.requests == 2 and dry.usage.cache_hits == 2
+    with dry.dry() as plan:
+        replies = dry.complete([*requests, cached])
+        assert [r.text for r in replies[:2]] == ["", ""] and replies[2].text and replies[2].cached
+        assert dry.usage.sent == 0 and plan.cache_hits == 1 and len(dry.cache) == stored
+        assert (plan.requests, plan.max_completion_tokens, plan.asked) == (2, 12, 3)
+        dry.complete(requests[:1])  # asked again later in the same run: a real run would find it in the cache
+        assert plan.requests == 2 and plan.cache_hits == 2
+    assert dry.usage.requests == 0 and not dry.dry_run  # a plan is not usage, and the block ends it
     real = generator.complete(requests)
-    assert dry.plan.prompt_tokens == sum(r.prompt_tokens for r in real)
+    assert plan.prompt_tokens == sum(r.prompt_tokens for r in real)
 
 
 SHORT = {"answer": 10, "cot": 20, "reason": 10, "judge": 4}  # short replies: the tests' time is in generation
@@ -171,8 +172,9 @@ def test_every_strategy_answers_every_item_on_the_real_model(generator, encoder,
     annotator = _annotator(generator, strategy, encoder=encoder)
     annotator.max_tokens = SHORT
     answers = annotator.annotate(TEXTS, LABELS)
-    assert len(answers) == 3 and all(a.key == (a.label or a.key) for a in answers)
-    assert all(a.label in LABELS or a.label is None for a in answers)
+    assert len(answers) == 3 and all(a.raw for a in answers)
+    # each answer is what the one parser makes of the model's reply (a label, or a bank key for it)
+    assert [(a.key, a.label) for a in answers] == [(r.key, r.label) for r in (parse_answer(a.raw, LABELS) for a in answers)]
     # cot: one reason per distinct example shown; consistent: vanilla + cot + fot
     expected = {"vanilla": 3, "fot": 3, "cot": 3 + 3, "consistent": 3 + 6 + 3}
     if strategy in expected:

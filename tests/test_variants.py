@@ -29,9 +29,7 @@ def fitted(model, ev, y):
 
 
 def marginal_model(instance_dependent):
-    m = MarginalCM.__new__(MarginalCM)  # array-level use: no annotator needed for fit_evidence
-    m.instance_dependent = instance_dependent
-    return m
+    return MarginalCM(None, instance_dependent=instance_dependent)  # array-level use: no annotator
 
 
 def test_an_answer_never_seen_keeps_its_meaning():
@@ -120,13 +118,13 @@ def massive_run(annotator):
 
 def test_combined_beats_the_annotator_and_knn_and_is_calibrated(annotator, massive_run):
     ds, pref_texts, pref_labels, eval_texts, gold = massive_run
-    best = CombinedCM(annotator).fit(pref_texts, pref_labels, ds.labels)
+    best = CombinedCM(annotator).fit(pref_texts, pref_labels, label_set=ds.labels)
     assert set(best.feature_weights()) == set(combined.FEATURES)
     answers = annotator.annotate(eval_texts, ds.labels)
     probs = best.predict_proba(eval_texts, answers=answers)
     assert np.allclose(probs.sum(axis=1), 1.0)
     predicted = [ds.labels.labels[j] for j in probs.argmax(axis=1)]
-    knn = KNNClassifier(annotator.encoder).fit(pref_texts, pref_labels, ds.labels)
+    knn = KNNClassifier(annotator.encoder).fit(pref_texts, pref_labels, label_set=ds.labels)
     base_acc = accuracy([a.label for a in answers], gold)
     knn_acc = accuracy(knn.predict(eval_texts), gold)
     assert accuracy(predicted, gold) > max(base_acc, knn_acc) + 0.02
@@ -139,7 +137,7 @@ def test_marginal_variants_on_real_data(annotator, massive_run):
     ds, pref_texts, pref_labels, eval_texts, gold = massive_run
     base = accuracy([a.label for a in annotator.annotate(eval_texts, ds.labels)], gold)
     for instance_dependent in (False, True):
-        m = MarginalCM(annotator, instance_dependent=instance_dependent).fit(pref_texts, pref_labels, ds.labels)
+        m = MarginalCM(annotator, instance_dependent=instance_dependent).fit(pref_texts, pref_labels, label_set=ds.labels)
         assert m.alpha_ in marginal.ALPHAS and m.beta_ in marginal.BETAS
         assert (m.bandwidth_ in marginal.BANDWIDTHS) if instance_dependent else m.bandwidth_ is None
         assert accuracy(m.predict(eval_texts), gold) > base  # massive's annotator is systematically off

@@ -2,21 +2,26 @@
 
 Consistent Marginalization (Chen, Nitanda, Tsang, TMLR 2025) wraps an annotator, learns from the
 user's preference samples where the annotator's answers and the user's labels part ways (the
-memory bank), and corrects new answers with it.
+memory bank), and corrects new answers with it. Every method follows one protocol
+(:class:`Method`: ``fit``, ``predict``, ``predict_proba``, ``records``); :class:`Labeler` runs a
+labelling job with one of them.
 
->>> from cmalign import ConsistentMarginalization, EmbeddingAnnotator
->>> cm = ConsistentMarginalization(EmbeddingAnnotator())  # doctest: +SKIP
->>> cm.fit(texts, labels).predict(new_texts)  # doctest: +SKIP
+>>> from cmalign import EmbeddingAnnotator, Labeler
+>>> labeler = Labeler(EmbeddingAnnotator()).fit(texts, y)  # doctest: +SKIP
+>>> for records in labeler.label(new_texts): ...  # doctest: +SKIP
 """
 
 __version__ = "0.1.0"
 
-from .annotators import Annotation, Annotator, EmbeddingAnnotator, SentenceEncoder
+from .annotators import Annotation, Annotator, EmbeddingAnnotator, ScoringAnnotator
+from .encoder import SentenceEncoder
 from .errors import CmalignError, DataError, ModelError
+from .labeler import Labeler
 from .labels import LabelSet, normalize
-from .method import (CombinedCM, ConsistentMarginalization, Decision, KNNClassifier, MarginalCM,
-                     MemoryBank, Rule)
+from .method import (METHODS, AnnotatorAlone, CombinedCM, ConsistentMarginalization, Decision, KNNClassifier,
+                     LogisticRegressionClassifier, MarginalCM, MemoryBank, Method, NotFittedError, Record, Rule)
 
-__all__ = ["Annotation", "Annotator", "CmalignError", "CombinedCM", "ConsistentMarginalization", "DataError",
-           "Decision", "EmbeddingAnnotator", "KNNClassifier", "LabelSet", "MarginalCM", "MemoryBank", "ModelError",
-           "Rule", "SentenceEncoder", "normalize"]
+__all__ = ["METHODS", "Annotation", "Annotator", "AnnotatorAlone", "CmalignError", "CombinedCM",
+           "ConsistentMarginalization", "DataError", "Decision", "EmbeddingAnnotator", "KNNClassifier", "LabelSet",
+           "Labeler", "LogisticRegressionClassifier", "MarginalCM", "MemoryBank", "Method", "ModelError",
+           "NotFittedError", "Record", "Rule", "ScoringAnnotator", "SentenceEncoder", "normalize"]

@@ -1,6 +1,7 @@
-"""Annotators: anything that labels texts within a (possibly per-item restricted) label set."""
+"""Who answers: the annotator protocol, scoring annotators (the embedded model, a local LM scoring
+labels) and the registry that builds any annotator by name."""
 
-from .base import Annotation, Annotator
-from .embedding import EmbeddingAnnotator, SentenceEncoder
+from .base import Annotation, Annotator, ScoringAnnotator
+from .embedding import EmbeddingAnnotator
 
-__all__ = ["Annotation", "Annotator", "EmbeddingAnnotator", "SentenceEncoder"]
+__all__ = ["Annotation", "Annotator", "EmbeddingAnnotator", "ScoringAnnotator"]

@@ -56,6 +56,14 @@ class Annotator(ABC):
     def has_scores(self) -> bool:
         return False
 
+    def __deepcopy__(self, memo: dict) -> Annotator:
+        # an annotator is a shared resource (a model in memory, a server connection, a cache):
+        # copying a method that wraps it, as scikit-learn's clone does, shares it
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.identity!r})"
+
     @abstractmethod
     def _annotate(self, texts: Sequence[str], labels: LabelSet,
                   candidates: Sequence[tuple[str, ...] | None]) -> list[Annotation]:
@@ -89,3 +97,37 @@ class Annotator(ABC):
         if not self.counts_own_calls:
             self.calls += len(texts)
         return answers
+
+
+class ScoringAnnotator(Annotator):
+    """An annotator with a score for every label: the answer is the best allowed label, and its
+    ``scores`` are a softmax of ``label_scores / temperature`` over the allowed labels (zero
+    elsewhere). Subclasses implement :meth:`label_scores`; a re-ask within candidates is then just
+    a narrower softmax over the same scores.
+    """
+
+    temperature: float = 1.0
+
+    @property
+    def has_scores(self) -> bool:
+        return True
+
+    @abstractmethod
+    def label_scores(self, texts: Sequence[str], labels: LabelSet) -> np.ndarray:
+        """Shape (texts, labels): how well each label fits each text, higher is better."""
+
+    def _annotate(self, texts: Sequence[str], labels: LabelSet,
+                  candidates: Sequence[tuple[str, ...] | None]) -> list[Annotation]:
+        scores = self.label_scores(texts, labels)
+        allowed = np.ones(scores.shape, dtype=bool)
+        for i, cands in enumerate(candidates):
+            if cands is not None:
+                allowed[i] = False
+                allowed[i, [labels.index(c) for c in cands]] = True
+        logits = np.where(allowed, scores / self.temperature, -np.inf)
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        best = probs.argmax(axis=1)  # first maximum: ties go to the earlier label
+        return [Annotation(raw=labels.labels[j], key=labels.labels[j], label=labels.labels[j], scores=probs[i])
+                for i, j in enumerate(best)]

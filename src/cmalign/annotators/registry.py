@@ -5,18 +5,24 @@
 - ``hf:PATH``: a local causal LM generating answers through its chat template;
 - ``openai:MODEL``: any OpenAI-compatible chat server (``--base-url``).
 
-The last two are chat backends: they answer through a prompting strategy (``strategies.py``).
+The last two are chat backends: they answer through a prompting strategy (``prompting/``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..chat.backend import ChatBackend, ResponseCache, default_cache_path
+from ..encoder import SentenceEncoder
 from ..errors import CmalignError
 from .base import Annotator
-from .chat import ChatBackend, ResponseCache, default_cache_path
-from .embedding import EmbeddingAnnotator, SentenceEncoder
+from .embedding import EmbeddingAnnotator
+
+if TYPE_CHECKING:
+    from ..prompting import Decoding, Prompts
 
 SPECS = ("embedded (the default), hf-score:PATH (a local causal LM folder or .gguf file scoring each label), "
          "hf:PATH (the same model generating its answer), openai:MODEL (an OpenAI-compatible server, --base-url)")
@@ -37,6 +43,14 @@ class BackendOptions:
     batch_size: int = 8               # local models: generation batch
     device: str = "cpu"               # local models: "cpu", "cuda", "cuda:1", "mps"
 
+    def __post_init__(self) -> None:
+        for flag, value, low in (("--max-calls", self.max_calls, 0), ("--concurrency", self.concurrency, 1),
+                                 ("--retries", self.retries, 0)):
+            if value is not None and value < low:
+                raise CmalignError(f"{flag} {value} is below {low}")
+        if not self.timeout > 0:
+            raise CmalignError(f"--timeout {self.timeout:g} must be above 0")
+
     def open_cache(self) -> ResponseCache:
         if self.cache == "none":
             return ResponseCache()
@@ -55,30 +69,41 @@ def is_chat(spec: str) -> bool:
     return _parse(spec)[0] in CHAT_KINDS
 
 
-def make_annotator(spec: str, encoder: SentenceEncoder, options: BackendOptions = BackendOptions()) -> Annotator:
-    """Build a scoring annotator (``embedded`` or ``hf-score:PATH``); ``encoder`` is the shared embedding model."""
+def make_annotator(spec: str, encoder: SentenceEncoder, options: BackendOptions = BackendOptions(), *,
+                   strategy: str = "vanilla", prompts: Prompts | None = None, decoding: Decoding | None = None,
+                   shots: int = 5, pool: tuple[Sequence[str], Sequence[str]] | None = None) -> Annotator:
+    """Build the annotator ``spec`` names; ``encoder`` is the shared embedding model.
+
+    A chat model answers through ``strategy``, retrieving its examples from ``pool`` (texts and
+    labels: the preference samples, the same labelled budget as the memory bank).
+    """
     kind, arg = _parse(spec)
     if kind == "embedded":
         return EmbeddingAnnotator(encoder)
     if kind == "hf-score":
-        from .hf import HFLabelScorer  # imports torch/transformers: only when asked for
+        from .hf_score import HFLabelScorer  # imports torch/transformers: only when asked for
 
-        return HFLabelScorer(arg, device=options.device)
-    raise CmalignError(f"{spec!r} is a chat model: it answers through a strategy (--strategy)")
+        return HFLabelScorer(arg, device=options.device,
+                             **({} if prompts is None else {"system_prompt": prompts.scorer_system}))
+    from ..prompting import ChatAnnotator, ExampleRetriever
+
+    retriever = ExampleRetriever(encoder, *pool) if pool is not None else None
+    return ChatAnnotator(make_backend(spec, options), strategy, prompts=prompts, k=shots, retriever=retriever,
+                         decoding=decoding)
 
 
 def make_backend(spec: str, options: BackendOptions = BackendOptions()) -> ChatBackend:
     """Build the chat backend ``hf:PATH`` or ``openai:MODEL`` names."""
     kind, arg = _parse(spec)
     if kind == "openai":
-        from .openai_api import OpenAIChatBackend
+        from ..chat.openai_api import OpenAIChatBackend
 
         return OpenAIChatBackend(arg, base_url=options.base_url, api_key_env=options.api_key_env,
                                  concurrency=options.concurrency, timeout=options.timeout,
                                  max_retries=options.retries, cache=options.open_cache(),
                                  max_calls=options.max_calls)
     if kind == "hf":
-        from .hf import HFChatBackend
+        from ..chat.hf_chat import HFChatBackend
 
         return HFChatBackend(arg, batch_size=options.batch_size, device=options.device,
                              cache=options.open_cache(), max_calls=options.max_calls)

@@ -2,5 +2,6 @@
 
 from .bench import MethodResult, RunResult, run_protocol, run_strategies
 from .metrics import accuracy
+from .table import format_table
 
-__all__ = ["MethodResult", "RunResult", "accuracy", "run_protocol", "run_strategies"]
+__all__ = ["MethodResult", "RunResult", "accuracy", "format_table", "run_protocol", "run_strategies"]

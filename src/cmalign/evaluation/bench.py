@@ -8,16 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..annotators.base import Annotator
-from ..annotators.chat import ChatBackend
-from ..annotators.prompts import Prompts
-from ..annotators.strategies import ChatAnnotator, Decoding, ExampleRetriever
-from ..annotators.embedding import SentenceEncoder
-from ..data.datasets import Budget, Dataset, protocol_split
-from ..method.cm import ConsistentMarginalization, Rule
-from ..method.knn import KNNClassifier
-from ..method.combined import CombinedCM
-from ..method.evidence import gather
-from ..method.marginal import MarginalCM
+from ..chat.backend import ChatBackend
+from ..data.datasets import Budget, Dataset, Split, protocol_split
+from ..encoder import SentenceEncoder
+from ..labels import LabelSet
+from ..method.base import Method
+from ..method.registry import METHODS
+from ..prompting import ChatAnnotator, Decoding, ExampleRetriever, Prompts
 from .metrics import accuracy, expected_calibration_error
 
 
@@ -65,53 +62,16 @@ class RunResult:
 
 def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Annotator, encoder: SentenceEncoder,
                  *, limit: int | None = None) -> RunResult:
-    """Draw the preference sample, fit every method on it, and score each on the evaluation items.
+    """Draw the preference sample, fit every method the annotator can feed on it, and score each
+    on the evaluation items.
 
-    The annotator's answers on the evaluation items are made once and shared by ``base`` and the
-    CM rules (they would be identical anyway); each method is charged the calls it needs. kNN and
-    the score-based variants use ``encoder`` for their embeddings, whatever the annotator is.
+    The annotator's answers on the preference samples and on the evaluation items are made once
+    and shared by every method (each is charged the calls it needs); kNN, the regression and the
+    score-based methods read texts through ``encoder``, whatever the annotator is.
     """
     split = protocol_split(dataset, budget, seed, limit)
-    pref_texts, pref_labels, eval_texts, gold = _columns(split)
-    labels = dataset.labels
-    gold_index = np.array([labels.index(y) for y in gold])
-
-    start = annotator.calls
-    base_answers = annotator.annotate(eval_texts, labels)
-    base_calls = annotator.calls - start
-    eval_evidence = gather(eval_texts, labels, annotator, encoder, base_answers)
-    methods = {"base": MethodResult(accuracy([a.label for a in base_answers], gold), base_calls,
-                                    ece=expected_calibration_error(eval_evidence.A, gold_index))}
-
-    start = annotator.calls
-    pref_answers = annotator.annotate(pref_texts, labels)
-    fit_calls = annotator.calls - start
-    cm = ConsistentMarginalization(annotator, rule=Rule.PAPER).fit(
-        pref_texts, pref_labels, label_set=labels, budget=str(budget), seed=seed, answers=pref_answers)
-    for name, rule in (("cm", Rule.PAPER), ("cm_remap", Rule.REMAP)):
-        cm.rule = rule
-        start = annotator.calls
-        decisions = cm.decide(eval_texts, answers=base_answers)
-        methods[name] = MethodResult(accuracy([d.label for d in decisions], gold),
-                                     base_calls + annotator.calls - start, fit_calls)
-
-    knn = KNNClassifier(encoder).fit(pref_texts, pref_labels, labels)
-    methods["knn"] = MethodResult(accuracy(knn.predict(eval_texts), gold), 0)
-
-    # the score-based variants share one look at the preference samples and one at the eval items
-    pref_evidence = gather(pref_texts, labels, annotator, encoder, pref_answers)
-    pref_index = np.array([labels.index(y) for y in pref_labels])
-    variants = {
-        "cm_marg": MarginalCM(annotator, encoder=encoder),
-        "cm_ibank": MarginalCM(annotator, instance_dependent=True, encoder=encoder),
-        "cm_best": CombinedCM(annotator, encoder=encoder),
-    }
-    for name, model in variants.items():
-        probs = model.fit_evidence(pref_evidence, pref_index, labels).proba_evidence(eval_evidence)
-        predicted = [labels.labels[j] for j in probs.argmax(axis=1)]
-        methods[name] = MethodResult(accuracy(predicted, gold), base_calls, fit_calls,
-                                     ece=expected_calibration_error(probs, gold_index))
-
+    methods = _run_methods(split, dataset.labels, annotator, encoder, [n for n in METHODS if
+                                                                       METHODS[n].usable_with(annotator)])
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=annotator.identity,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods)
 
@@ -119,40 +79,66 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Annotat
 def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBackend, strategies: Sequence[str],
                    encoder: SentenceEncoder, *, limit: int | None = None, prompts: Prompts | None = None,
                    decoding: Decoding | None = None, k: int = 5) -> RunResult:
-    """Each prompting strategy X alone and with CM (``X+cm`` the paper's rule, ``X+cm_remap`` ours).
+    """Each prompting strategy X alone and with every method it can feed (``X+cm`` the paper's rule,
+    ``X+cm_remap`` ours), and the baselines that ask no annotator.
 
     Every strategy retrieves its examples from the preference samples, which also build its bank.
     Calls and tokens are what each method asked for (cache hits included: its cost on a cold
     cache); ``usage`` says what the backend really sent in this run.
     """
     split = protocol_split(dataset, budget, seed, limit)
-    pref_texts, pref_labels, eval_texts, gold = _columns(split)
-    labels = dataset.labels
+    pref_texts, pref_labels, _, _ = _columns(split)
     retriever = ExampleRetriever(encoder, pref_texts, pref_labels)
     before = backend.usage.to_json()
-
     methods: dict[str, MethodResult] = {}
     for strategy in strategies:
         annotator = ChatAnnotator(backend, strategy, prompts=prompts, retriever=retriever, k=k, decoding=decoding)
-        answers, calls, tokens = _costed(annotator, annotator.annotate, eval_texts, labels)
-        methods[strategy] = MethodResult(accuracy([a.label for a in answers], gold), calls,
-                                         annotator_tokens=tokens, fit_annotator_tokens=0)
-        pref_answers, fit_calls, fit_tokens = _costed(annotator, annotator.annotate, pref_texts, labels)
-        cm = ConsistentMarginalization(annotator, rule=Rule.PAPER).fit(
-            pref_texts, pref_labels, label_set=labels, budget=str(budget), seed=seed, answers=pref_answers)
-        for suffix, rule in (("cm", Rule.PAPER), ("cm_remap", Rule.REMAP)):
-            cm.rule = rule
-            decisions, reask_calls, reask_tokens = _costed(annotator, cm.decide, eval_texts, answers=answers)
-            methods[f"{strategy}+{suffix}"] = MethodResult(
-                accuracy([d.label for d in decisions], gold), calls + reask_calls, fit_calls,
-                annotator_tokens=tokens + reask_tokens, fit_annotator_tokens=fit_tokens)
-
-    knn = KNNClassifier(encoder).fit(pref_texts, pref_labels, labels)
-    methods["knn"] = MethodResult(accuracy(knn.predict(eval_texts), gold), 0)
+        names = [n for n, spec in METHODS.items() if spec.uses_annotator and spec.usable_with(annotator)]
+        for name, result in _run_methods(split, dataset.labels, annotator, encoder, names).items():
+            methods[strategy if name == "base" else f"{strategy}+{name}"] = result
+    methods |= _run_methods(split, dataset.labels, None, encoder, [n for n, s in METHODS.items() if not s.uses_annotator])
     usage = {name: value - before[name] for name, value in backend.usage.to_json().items()}
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=backend.model_id,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods,
                      usage=usage)
+
+
+def _run_methods(split: Split, labels: LabelSet, annotator: Annotator | None, encoder: SentenceEncoder,
+                 names: Sequence[str]) -> dict[str, MethodResult]:
+    """Fit each named method on the preference samples and score it on the evaluation items, all
+    sharing one set of the annotator's answers on each."""
+    pref_texts, pref_labels, eval_texts, gold = _columns(split)
+    gold_index = np.array([labels.index(y) for y in gold])
+    chat = hasattr(annotator, "tokens")
+    if annotator is not None:
+        eval_answers, calls, tokens = _costed(annotator, annotator.annotate, eval_texts, labels)
+        pref_answers, fit_calls, fit_tokens = _costed(annotator, annotator.annotate, pref_texts, labels)
+    results = {}
+    for name in names:
+        method = METHODS[name].build(annotator, encoder)
+        if not method.uses_annotator:
+            method.fit(pref_texts, pref_labels, label_set=labels)
+            probs = method.predict_proba(eval_texts)
+            results[name] = MethodResult(_accuracy_of(method, probs, gold), 0,
+                                         ece=expected_calibration_error(probs, gold_index))
+            continue
+        method.fit(pref_texts, pref_labels, label_set=labels, answers=pref_answers)
+        if method.gives_probabilities:
+            probs, more, more_tokens = _costed(annotator, method.predict_proba, eval_texts, answers=eval_answers)
+            predicted_acc = _accuracy_of(method, probs, gold)
+            ece = expected_calibration_error(probs, gold_index)
+        else:
+            predicted, more, more_tokens = _costed(annotator, method.predict, eval_texts, answers=eval_answers)
+            predicted_acc, ece = accuracy(predicted, gold), None
+        alone = name == "base"
+        results[name] = MethodResult(predicted_acc, calls + more, 0 if alone else fit_calls, ece=ece,
+                                     annotator_tokens=tokens + more_tokens if chat else None,
+                                     fit_annotator_tokens=(0 if alone else fit_tokens) if chat else None)
+    return results
+
+
+def _accuracy_of(method: Method, probs: np.ndarray, gold: Sequence[str]) -> float:
+    return accuracy([method.classes_[j] for j in probs.argmax(axis=1)], gold)
 
 
 def _columns(split) -> tuple[list[str], list[str], list[str], list[str]]:
@@ -161,8 +147,8 @@ def _columns(split) -> tuple[list[str], list[str], list[str], list[str]]:
             [item.text for item in split.evaluation], [item.label for item in split.evaluation])
 
 
-def _costed(annotator: ChatAnnotator, step, *args, **kwargs):
-    """(what ``step`` returns, the requests and tokens ``annotator`` asked for while it ran)."""
-    calls, tokens = annotator.calls, annotator.tokens
+def _costed(annotator: Annotator, step, *args, **kwargs):
+    """(what ``step`` returns, the calls and tokens ``annotator`` asked for while it ran)."""
+    calls, tokens = annotator.calls, getattr(annotator, "tokens", 0)
     out = step(*args, **kwargs)
-    return out, annotator.calls - calls, annotator.tokens - tokens
+    return out, annotator.calls - calls, getattr(annotator, "tokens", 0) - tokens

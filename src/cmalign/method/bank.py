@@ -8,13 +8,14 @@ order the candidates and carry the evidence that later variants weigh.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..annotators.base import Annotation
+from ..annotators.base import Annotation, Annotator
 from ..errors import DataError
 from ..labels import LabelSet
 
@@ -97,6 +98,25 @@ class MemoryBank:
         # in-set responses in label order, then out-of-set ones alphabetically: a stable, readable file
         return dict(sorted(entries.items(),
                            key=lambda kv: (0, labels.index(kv[0]), "") if kv[0] in labels else (1, 0, kv[0])))
+
+    def check_annotator(self, annotator: Annotator) -> None:
+        """A bank is only ever applied to answers from the annotator it was fitted with."""
+        if self.annotator != annotator.identity:
+            raise DataError(f"the memory bank was fitted with annotator {self.annotator!r}, "
+                            f"not {annotator.identity!r}: use the annotator it was fitted with "
+                            "(cmalign: the same --annotator as for 'fit')")
+
+    def check_label_set(self, given: LabelSet, path: str | Path, source: str | Path) -> None:
+        """A label set from ``source`` must be the bank's own (at ``path``), in the same order."""
+        if given.labels != self.labels.labels:
+            raise DataError(f"the bank was fitted on a different label set than {source} (only in the "
+                            f"label file: {[l for l in given.labels if l not in self.labels][:3]}, only in the "
+                            f"bank: {[l for l in self.labels.labels if l not in given][:3]})", path)
+
+    def digest(self) -> str:
+        """A hash of everything the bank holds: a method's saved state names the bank it came from."""
+        text = json.dumps(self.to_json(), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def lookup(self, key: str) -> BankEntry | None:
         return self.entries.get(key)

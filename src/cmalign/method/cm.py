@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from tqdm.auto import tqdm
+import numpy as np
 
 from ..annotators.base import Annotation, Annotator
-from ..errors import DataError
-from ..labels import LabelSet
 from .bank import MemoryBank
+from .base import Method, Record
 
 
 class Rule(str, Enum):
@@ -51,82 +50,42 @@ class Decision:
     reask: Annotation | None = None
 
 
-class ConsistentMarginalization:
+class ConsistentMarginalization(Method):
     """Wraps an annotator; ``fit`` learns the memory bank, ``predict`` labels new texts.
 
+    Fitted attributes: ``bank_`` (the memory bank), ``label_set_`` and ``classes_``.
+
     >>> cm = ConsistentMarginalization(EmbeddingAnnotator(), rule="remap")  # doctest: +SKIP
-    >>> cm.fit(pref_texts, pref_labels).predict(["my card still hasn't come"])  # doctest: +SKIP
+    >>> cm.fit(pref_texts, y).predict(["my card still hasn't come"])  # doctest: +SKIP
     ['card arrival']
     """
 
-    def __init__(self, annotator: Annotator, *, rule: Rule | str = Rule.REMAP, batch_size: int = 4096) -> None:
+    def __init__(self, annotator: Annotator | None, *, rule: Rule | str = Rule.REMAP, batch_size: int = 4096) -> None:
         self.annotator = annotator
-        self.rule = Rule(rule)
+        self.rule = rule
         self.batch_size = batch_size
-        self.bank_: MemoryBank | None = None
+
+    bank_is_enough = True
+    gives_probabilities = False
 
     @classmethod
     def from_bank(cls, annotator: Annotator, bank: MemoryBank, *, rule: Rule | str = Rule.REMAP,
                   batch_size: int = 4096) -> ConsistentMarginalization:
         """Use a bank fitted earlier; it must come from an annotator with the same identity."""
-        if bank.annotator != annotator.identity:
-            raise DataError(f"the memory bank was fitted with annotator {bank.annotator!r}, "
-                            f"not {annotator.identity!r}: use the annotator it was fitted with "
-                            "(cmalign: the same --annotator as for 'fit')")
-        model = cls(annotator, rule=rule, batch_size=batch_size)
-        model.bank_ = bank
-        return model
+        return cls(annotator, rule=rule, batch_size=batch_size).fit_bank(bank)
 
-    @property
-    def labels(self) -> LabelSet:
-        return self._bank().labels
+    def _fit(self, texts: list[str], y: np.ndarray, answers: Sequence[Annotation] | None) -> None:
+        Rule(self.rule)  # an unknown rule is an error at fit, not at the first prediction
 
-    def _bank(self) -> MemoryBank:
-        if self.bank_ is None:
-            raise RuntimeError("call fit() or from_bank() first")
-        return self.bank_
-
-    def fit(self, texts: Sequence[str], labels: Sequence[str], *, label_set: LabelSet | None = None,
-            budget: str | None = None, seed: int | None = None, progress: bool = False,
-            answers: Sequence[Annotation] | None = None) -> ConsistentMarginalization:
-        """Run the annotator on the preference samples and count (response -> user label).
-
-        ``answers`` may hold the annotator's answers on ``texts`` already made; they are then used.
-        """
-        if len(texts) != len(labels):
-            raise ValueError(f"{len(texts)} texts for {len(labels)} labels")
-        label_set = label_set if label_set is not None else LabelSet.of(labels)
-        if answers is None:
-            answers = self._annotate_batches(texts, label_set, progress=progress, what="fit")
-        elif len(answers) != len(texts):
-            raise ValueError(f"{len(answers)} answers for {len(texts)} texts")
-        self.bank_ = MemoryBank.build(answers, labels, label_set, annotator=self.annotator.identity,
-                                      budget=budget, seed=seed, texts=texts)
-        return self
-
-    def _annotate_batches(self, texts: Sequence[str], labels: LabelSet, *, progress: bool,
-                          what: str) -> list[Annotation]:
-        out: list[Annotation] = []
-        with tqdm(total=len(texts), desc=what, unit="item", disable=not progress, leave=False) as bar:
-            for start in range(0, len(texts), self.batch_size):
-                chunk = texts[start:start + self.batch_size]
-                out.extend(self.annotator.annotate(chunk, labels))
-                bar.update(len(chunk))
-        return out
-
-    def decide(self, texts: Sequence[str], *, answers: Sequence[Annotation] | None = None,
-               progress: bool = False) -> list[Decision]:
+    def decide(self, texts: Sequence[str], *, answers: Sequence[Annotation] | None = None) -> list[Decision]:
         """Label ``texts`` and say how: per item the answer, candidates, action and final label.
 
         ``answers`` may hold the annotator's answers already made for these texts (for example to
         compare rules on one set of answers); they are then not asked again.
         """
-        bank = self._bank()
-        if answers is None:
-            answers = self._annotate_batches(texts, bank.labels, progress=progress, what="annotate")
-        elif len(answers) != len(texts):
-            raise ValueError(f"{len(answers)} answers for {len(texts)} texts")
-
+        texts = list(texts)
+        answers = self._answers(texts, answers)
+        bank, rule = self.bank_, Rule(self.rule)
         decisions: list[Decision | None] = [None] * len(texts)
         to_reask: list[int] = []
         for i, answer in enumerate(answers):
@@ -135,7 +94,7 @@ class ConsistentMarginalization:
                 decisions[i] = Decision(answer, cands, Action.UNSEEN, answer.label)
             elif len(cands) >= 2:
                 to_reask.append(i)
-            elif self.rule is Rule.REMAP and cands[0] != answer.label:
+            elif rule is Rule.REMAP and cands[0] != answer.label:
                 decisions[i] = Decision(answer, cands, Action.REMAP, cands[0])
             else:
                 decisions[i] = Decision(answer, cands, Action.KEEP, answer.label)
@@ -151,6 +110,34 @@ class ConsistentMarginalization:
                     decisions[i] = Decision(answers[i], cands, Action.REASK_INVALID, cands[0], reply)
         return decisions  # type: ignore[return-value]
 
-    def predict(self, texts: Sequence[str]) -> list[str | None]:
-        """The final label per text (None where the annotator answered outside the label set)."""
-        return [d.label for d in self.decide(texts)]
+    def _records(self, texts: list[str], answers: Sequence[Annotation] | None) -> list[Record]:
+        return [Record(label=d.label, action=d.action.value, candidates=d.candidates, answer=d.answer)
+                for d in self.decide(texts, answers=answers)]
+
+
+class AnnotatorAlone(Method):
+    """The annotator on its own (``base``): its answer, and its scores as probabilities where it
+    gives them (else its answer, one-hot). What every other method is measured against."""
+
+    bank_is_enough = True
+
+    def __init__(self, annotator: Annotator | None) -> None:
+        self.annotator = annotator
+
+    @property
+    def gives_probabilities(self) -> bool:
+        return self.annotator is not None and self.annotator.has_scores
+
+    def _fit(self, texts: list[str], y: np.ndarray, answers: Sequence[Annotation] | None) -> None:
+        pass  # nothing to learn: the bank is kept only to show each answer's candidates
+
+    def _proba(self, texts: list[str], answers: Sequence[Annotation] | None) -> np.ndarray:
+        if all(a.scores is not None for a in answers):
+            return np.stack([a.scores for a in answers]).astype(np.float64)
+        return super()._proba(texts, answers)
+
+    def _records(self, texts: list[str], answers: Sequence[Annotation] | None) -> list[Record]:
+        return [Record(label=a.label, confidence=None if a.scores is None or a.label is None
+                       else float(a.scores[self.label_set_.index(a.label)]),
+                       candidates=self.bank_.candidates(a.key), answer=a) for a in answers]
+

@@ -169,13 +169,14 @@ def _fit_weights(F: np.ndarray, y: np.ndarray) -> np.ndarray:
 class CombinedCM(ScoredMethod):
     """The combined method (``cm_best`` in bench): calibrated ``p(y|x)`` from all the evidence.
 
-    >>> best = CombinedCM(EmbeddingAnnotator()).fit(pref_texts, pref_labels, label_set)  # doctest: +SKIP
+    >>> best = CombinedCM(EmbeddingAnnotator()).fit(pref_texts, y, label_set=label_set)  # doctest: +SKIP
     >>> p = best.predict_proba(new_texts); confidence = p.max(axis=1)  # doctest: +SKIP
     """
 
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> CombinedCM:
-        self.labels_ = labels
-        L = self.encoder.encode(self.labels_.readable()).astype(np.float64)
+        self._set_labels(labels)
+        encoder = getattr(self, "encoder_", None) or self._encoder()
+        L = encoder.encode(labels.readable()).astype(np.float64)
         C = L.shape[0]
         Xp = ev.X
         self.L_, self.Xp_, self.yp_ = L, Xp, y

@@ -1,9 +1,9 @@
-"""What the score-based variants see of a batch of texts: their embeddings and the annotator's
-probabilities. Gathered once per batch so each variant reuses it instead of asking again."""
+"""What the score-based methods see of a batch of texts: their embeddings and the annotator's
+probabilities. Gathered once per batch so each method reuses it instead of asking again."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..annotators.base import Annotation, Annotator
-from ..annotators.embedding import EmbeddingAnnotator, SentenceEncoder
+from ..encoder import SentenceEncoder
 from ..errors import CmalignError
 from ..labels import LabelSet
+from .base import Method
 
 if TYPE_CHECKING:
-    from typing import Self  # Python 3.11; only read by type checkers here
+    from typing import Self
 
 # floor for log-probabilities: an annotator's zero is "very unlikely", not "impossible"
 PROB_FLOOR = 1e-30
@@ -36,58 +37,51 @@ class Evidence:
         return np.log(np.maximum(self.A, PROB_FLOOR))
 
 
-def encoder_of(annotator: Annotator, encoder: SentenceEncoder | None) -> SentenceEncoder:
-    if encoder is not None:
-        return encoder
-    if isinstance(annotator, EmbeddingAnnotator):
-        return annotator.encoder
-    raise CmalignError("this method needs a sentence encoder: pass encoder=SentenceEncoder()")
-
-
 def gather(texts: Sequence[str], labels: LabelSet, annotator: Annotator, encoder: SentenceEncoder,
            answers: Sequence[Annotation] | None = None) -> Evidence:
     """Embed ``texts`` and collect the annotator's probabilities (asking it unless ``answers`` given)."""
-    if not annotator.has_scores:
-        raise CmalignError(f"annotator {annotator.identity!r} gives no per-label scores; the "
-                           "score-based variants need one that does (use the cm rules instead)")
     if answers is None:
+        if not annotator.has_scores:
+            raise CmalignError(f"annotator {annotator.identity!r} gives no per-label scores; the "
+                               "score-based methods need one that does (use the cm rules instead)")
         answers = annotator.annotate(texts, labels)
+    if any(a.scores is None for a in answers):
+        raise CmalignError("the answers carry no per-label scores; the score-based methods need an "
+                           "annotator that gives them (use the cm rules instead)")
     A = np.stack([a.scores for a in answers]).astype(np.float64)
     answer = np.array([labels.index(a.label) for a in answers])
     return Evidence(X=encoder.encode(texts).astype(np.float64), A=A, answer=answer)
 
 
-class ScoredMethod(ABC):
-    """A method that turns evidence into ``p(y|x)``: a meta-estimator around an annotator with scores.
+class ScoredMethod(Method):
+    """A method that turns evidence (embeddings and the annotator's scores) into ``p(y|x)``.
 
-    Subclasses implement :meth:`fit_evidence` and :meth:`proba_evidence`; callers that already hold
-    the evidence (``cmalign bench`` shares one look at the data across methods) use those directly.
+    Subclasses implement :meth:`fit_evidence` and :meth:`proba_evidence`, pure array code that
+    the tests drive with synthetic evidence.
     """
 
-    def __init__(self, annotator: Annotator, *, encoder: SentenceEncoder | None = None) -> None:
-        self.annotator = annotator
-        self.encoder = encoder_of(annotator, encoder)
+    needs_scores = True
+    uses_encoder = True
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: LabelSet | None = None) -> Self:
-        """Ask the annotator about the preference samples and fit on its answers and the user's labels."""
-        label_set = label_set if label_set is not None else LabelSet.of(labels)
-        ev = gather(texts, label_set, self.annotator, self.encoder)
-        return self.fit_evidence(ev, np.array([label_set.index(y) for y in labels]), label_set)
+    def __init__(self, annotator: Annotator | None, *, encoder: SentenceEncoder | None = None) -> None:
+        self.annotator = annotator
+        self.encoder = encoder
+
+    def _fit(self, texts: list[str], y: np.ndarray, answers: Sequence[Annotation] | None) -> None:
+        self.fit_evidence(gather(texts, self.label_set_, self.annotator, self.encoder_, answers), y,
+                          self.label_set_)
+
+    def _proba(self, texts: list[str], answers: Sequence[Annotation] | None) -> np.ndarray:
+        return self.proba_evidence(gather(texts, self.label_set_, self.annotator, self.encoder_, answers))
 
     @abstractmethod
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> Self:
-        """Fit on the preference samples' evidence and their label indices."""
+        """Fit on the preference samples' evidence and their label indices (sets ``label_set_``)."""
 
     @abstractmethod
     def proba_evidence(self, ev: Evidence) -> np.ndarray:
         """p(y|x), shape (items, labels), rows summing to 1."""
 
-    def predict_proba(self, texts: Sequence[str], *, answers: Sequence[Annotation] | None = None) -> np.ndarray:
-        """p(y|x) per text over ``labels_``; its maximum is the item's confidence.
-
-        ``answers`` may hold the annotator's answers on ``texts`` already made (with scores).
-        """
-        return self.proba_evidence(gather(texts, self.labels_, self.annotator, self.encoder, answers))
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return [self.labels_.labels[j] for j in self.predict_proba(texts).argmax(axis=1)]
+    def _set_labels(self, labels: LabelSet) -> None:
+        self.label_set_ = labels
+        self.classes_ = labels.labels

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..annotators.embedding import SentenceEncoder
-from ..labels import LabelSet
+from ..annotators.base import Annotation
+from ..encoder import SentenceEncoder
+from .base import Method
 
 DEFAULT_KS = (1, 3, 5, 7, 10, 15, 20)
 
@@ -44,27 +45,31 @@ def choose_k(sims_loo: np.ndarray, targets: np.ndarray, n_labels: int,
     return best, accuracy
 
 
-class KNNClassifier:
+class KNNClassifier(Method):
     """Similarity-weighted kNN over sentence embeddings, k picked by leave-one-out.
 
-    >>> knn = KNNClassifier(SentenceEncoder()).fit(texts, labels, label_set)  # doctest: +SKIP
+    ``predict_proba`` is the normalised vote. Fitted attributes: ``vectors_``, ``targets_``, ``k_``,
+    ``loo_accuracy_`` (pairs of k and its leave-one-out accuracy), ``label_set_``, ``classes_``.
+
+    >>> knn = KNNClassifier(SentenceEncoder()).fit(texts, y, label_set=label_set)  # doctest: +SKIP
     >>> knn.predict(["where is my card"])  # doctest: +SKIP
     """
 
-    def __init__(self, encoder: SentenceEncoder, *, ks: Sequence[int] = DEFAULT_KS) -> None:
-        self.encoder = encoder
-        self.ks = tuple(ks)
+    uses_annotator = False
+    uses_encoder = True
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: LabelSet | None = None) -> KNNClassifier:
-        self.label_set_ = label_set if label_set is not None else LabelSet.of(labels)
-        self.vectors_ = self.encoder.encode(texts)
-        self.targets_ = np.array([self.label_set_.index(y) for y in labels])
+    def __init__(self, encoder: SentenceEncoder | None = None, *, ks: Sequence[int] = DEFAULT_KS) -> None:
+        self.encoder = encoder
+        self.ks = ks
+
+    def _fit(self, texts: list[str], y: np.ndarray, answers: Sequence[Annotation] | None) -> None:
+        self.vectors_ = self.encoder_.encode(texts)
+        self.targets_ = y
         sims = self.vectors_ @ self.vectors_.T
         np.fill_diagonal(sims, -np.inf)  # leave one out: a sample never votes for itself
-        self.k_, self.loo_accuracy_ = choose_k(sims, self.targets_, len(self.label_set_), self.ks)
-        return self
+        self.k_, accuracy = choose_k(sims, self.targets_, len(self.classes_), tuple(self.ks))
+        self.loo_accuracy_ = tuple(accuracy.items())
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        sims = self.encoder.encode(texts) @ self.vectors_.T
-        votes = _vote(sims, self.targets_, self.k_, len(self.label_set_))
-        return [self.label_set_.labels[j] for j in votes.argmax(axis=1)]
+    def _proba(self, texts: list[str], answers: Sequence[Annotation] | None) -> np.ndarray:
+        votes = _vote(self.encoder_.encode(texts) @ self.vectors_.T, self.targets_, self.k_, len(self.classes_))
+        return votes / votes.sum(axis=1, keepdims=True)

@@ -25,7 +25,7 @@ import itertools
 import numpy as np
 
 from ..annotators.base import Annotator
-from ..annotators.embedding import SentenceEncoder
+from ..encoder import SentenceEncoder
 from ..labels import LabelSet
 from .evidence import Evidence, ScoredMethod
 
@@ -72,16 +72,16 @@ class MarginalCM(ScoredMethod):
 
     >>> m = MarginalCM(EmbeddingAnnotator(), instance_dependent=True).fit(texts, labels)  # doctest: +SKIP
     >>> m.predict_proba(new_texts).shape  # doctest: +SKIP
-    (len(new_texts), len(m.labels_))
+    (len(new_texts), len(m.classes_))
     """
 
-    def __init__(self, annotator: Annotator, *, instance_dependent: bool = False,
+    def __init__(self, annotator: Annotator | None, *, instance_dependent: bool = False,
                  encoder: SentenceEncoder | None = None) -> None:
         super().__init__(annotator, encoder=encoder)
         self.instance_dependent = instance_dependent
 
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> MarginalCM:
-        self.labels_ = labels
+        self._set_labels(labels)
         C = ev.A.shape[1]
         self.X_, self.answer_, self.y_ = ev.X, ev.answer, y
         self.Y_ = np.eye(C)[y]

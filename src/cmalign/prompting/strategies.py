@@ -25,13 +25,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
+from ..annotators.base import Annotation, Annotator
+from ..chat.backend import ChatBackend, ChatRequest, Completion, Message
 from ..labels import LabelSet, Resolved, first_line, normalize
-from .base import Annotation, Annotator
-from .chat import ChatBackend, ChatRequest, Completion, Message
-from .embedding import SentenceEncoder
 from .prompts import Prompts
+from .retrieval import ExampleRetriever
 
 STRATEGIES = ("vanilla", "cot", "fot", "consistent", "refine")
 NEEDS_EXAMPLES = {"cot", "fot", "consistent"}
@@ -70,33 +68,6 @@ def parse_answer(raw: str, labels: LabelSet) -> Resolved:
         if all(normalize(other) in normalize(longest) for other in named):
             return Resolved(key=longest, label=longest)
     return Resolved(key=first[:_KEY_LIMIT].strip(), label=None)
-
-
-class ExampleRetriever:
-    """The labelled examples most similar to a text (cosine similarity of sentence embeddings)."""
-
-    def __init__(self, encoder: SentenceEncoder, texts: Sequence[str], labels: Sequence[str]) -> None:
-        if len(texts) != len(labels):
-            raise ValueError(f"{len(texts)} texts for {len(labels)} labels")
-        self.encoder = encoder
-        self.texts = list(texts)
-        self.labels = list(labels)
-        self._vectors = encoder.encode(self.texts) if self.texts else np.zeros((0, 1))
-
-    def nearest(self, queries: Sequence[str], k: int) -> list[list[int]]:
-        """For each query, the indices of its ``k`` nearest examples (most similar first).
-
-        An example whose text equals the query is skipped, so a preference sample never sees its
-        own label. Ties go to the earlier example.
-        """
-        if not self.texts or k < 1:
-            return [[] for _ in queries]
-        sims = self.encoder.encode(list(queries)) @ self._vectors.T
-        out = []
-        for query, row in zip(queries, sims):
-            order = np.argsort(-row, kind="stable")
-            out.append([int(j) for j in order if self.texts[j] != query][:k])
-        return out
 
 
 @dataclass(frozen=True)

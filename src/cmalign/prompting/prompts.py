@@ -19,7 +19,8 @@ from ..errors import DataError
 
 @dataclass(frozen=True)
 class Prompts:
-    """The templates. Strategies build chat messages from them (see ``strategies.py``)."""
+    """The templates. Strategies build chat messages from them (see ``strategies.py``); the label
+    scorer (``hf-score:``) its system message."""
 
     # every strategy: the system message, with the allowed labels one per line
     system: str = (
@@ -42,10 +43,17 @@ class Prompts:
     judge: str = ("Check your answer. Is \"{answer}\" the right label for this text, from the list? "
                   "Reply with one word: Correct or Incorrect.")
     revise: str = "Then give the right label from the list instead. Answer with the label only."
+    # hf-score: the system message before the text; the model scores each label as the answer
+    scorer_system: str = (
+        "You label a user's text with exactly one label from this list:\n{labels}\n"
+        "Answer with the label only, written exactly as in the list.")
 
     def digest(self) -> str:
-        """A short hash of every template: part of an annotator's identity."""
-        text = "\x00".join(getattr(self, f.name) for f in fields(self))
+        """A short hash of the chat strategies' templates: part of a chat annotator's identity.
+
+        The scorer's template is left out: a label scorer's identity hashes its own prompt.
+        """
+        text = "\x00".join(getattr(self, f.name) for f in fields(self) if f.name != "scorer_system")
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def to_toml(self) -> str:
@@ -81,10 +89,11 @@ class Prompts:
 FIELDS = {
     "system": {"labels"}, "query": {"text"}, "few_shot": {"examples", "text"}, "example": {"text", "label"},
     "chain": {"example", "text"}, "reasoned_example": {"text", "reason", "label"}, "reason": {"text", "label"},
-    "judge": {"answer"}, "revise": set(),
+    "judge": {"answer"}, "revise": set(), "scorer_system": {"labels"},
 }
 REQUIRED = {"system": {"labels"}, "query": {"text"}, "few_shot": {"examples", "text"}, "chain": {"example", "text"},
-            "example": {"text", "label"}, "reasoned_example": {"text", "label"}, "reason": {"text", "label"}}
+            "example": {"text", "label"}, "reasoned_example": {"text", "label"}, "reason": {"text", "label"},
+            "scorer_system": {"labels"}}
 
 
 def _check(name: str, template: str, path: Path) -> None:

@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Sequence
 
-from .chat import BackendError, ChatBackend, ChatRequest, Completion, ResponseCache, Store
+from .backend import BackendError, ChatBackend, ChatRequest, Completion, ResponseCache, Store
 
 NO_KEY = "no-key"  # servers that check no key still need the header to be non-empty
 _KEYLIKE = re.compile(r"\b(?:sk|key)-[\w*.\-]{4,}")

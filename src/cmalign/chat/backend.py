@@ -23,7 +23,8 @@ import os
 import sqlite3
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -108,12 +109,14 @@ class Usage:
 class Plan:
     """What a dry run would have sent: requests, their prompt tokens (estimated) and the completion cap."""
 
-    requests: int = 0
+    requests: int = 0                # would be sent
     prompt_tokens: int = 0
     max_completion_tokens: int = 0   # the sum of the requests' max_tokens: completions cannot cost more
+    asked: int = 0                   # requests asked for, cache hits included
+    cache_hits: int = 0
 
-    def summary(self, name: str, usage: Usage, max_calls: int | None = None) -> str:
-        line = (f"{name}: dry run: {usage.requests} requests, {usage.cache_hits} from the cache, "
+    def summary(self, name: str, max_calls: int | None = None) -> str:
+        line = (f"{name}: dry run: {self.asked} requests, {self.cache_hits} from the cache, "
                 f"{self.requests} would be sent (about {self.prompt_tokens} prompt tokens, "
                 f"at most {self.max_completion_tokens} completion tokens)")
         if max_calls is not None and self.requests > max_calls:
@@ -196,6 +199,16 @@ class ChatBackend(ABC):
         self._planned: set[str] = set()
         self.progress = False  # a progress bar per batch of requests sent (the CLI sets it on a terminal)
 
+    @contextmanager
+    def dry(self) -> Iterator[Plan]:
+        """Within the block nothing is sent: each request the cache cannot answer is counted in the
+        plan this yields (a request planned twice counts once) and answered with an empty reply."""
+        self.dry_run, self.plan, self._planned = True, Plan(), set()
+        try:
+            yield self.plan
+        finally:
+            self.dry_run = False
+
     @property
     @abstractmethod
     def model_id(self) -> str:
@@ -231,8 +244,8 @@ class ChatBackend(ABC):
             self.plan.requests += len(new)
             self.plan.prompt_tokens += self.estimate_prompt_tokens([r for _, r in new])
             self.plan.max_completion_tokens += sum(r.max_tokens for _, r in new)
-            self.usage.requests += len(requests)
-            self.usage.cache_hits += len(requests) - len(new)
+            self.plan.asked += len(requests)
+            self.plan.cache_hits += len(requests) - len(new)
             empty = Completion("", 0, 0, finish_reason="dry-run")
             return [done.get(key, empty) for key in keys]
         if todo and self.max_calls is not None and self.usage.sent + len(todo) > self.max_calls:

@@ -1,0 +1,223 @@
+"""A labelling job as one object: an annotator, a method around it, and the bank it learned.
+
+:class:`Labeler` is what ``cmalign fit`` and ``cmalign annotate`` call, and what a library user
+calls instead of them:
+
+>>> labeler = Labeler(EmbeddingAnnotator()).fit(pref_texts, y)         # doctest: +SKIP
+>>> labeler.save("bank.json")            # the bank, and the method's fitted state beside it  # doctest: +SKIP
+>>> labeler = Labeler.load("bank.json", EmbeddingAnnotator())          # no refit  # doctest: +SKIP
+>>> for records in labeler.label(texts):  # per-item records, a chunk at a time   # doctest: +SKIP
+...     ...
+
+The bank stays the readable JSON file it always was. What a method learned beyond it (the
+combined model's weights, say) goes into ``<bank stem>.<method>.npz`` beside it, with the identity
+of the bank, annotator, encoder and parameters it was fitted with; a state file that does not
+match is not used (the method is fitted again from the bank's samples, and ``refit_reason`` says why).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .annotators.base import Annotator
+from .chat.backend import Plan
+from .encoder import SentenceEncoder
+from .errors import CmalignError, DataError
+from .labels import LabelSet
+from .method.bank import MemoryBank
+from .method.base import Method, Record
+from .method.registry import METHODS, RULES, default_method, make_method
+
+STATE_FORMAT = "cmalign-method-state"
+STATE_VERSION = 1
+
+
+def state_path(bank_path: str | Path, method: str) -> Path:
+    """Where a method's fitted state lives beside its bank: ``bank.json`` -> ``bank.cm_best.npz``."""
+    bank_path = Path(bank_path)
+    return bank_path.with_name(f"{bank_path.stem}.{method}.npz")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run would send to a chat model, counted without sending anything."""
+
+    model_id: str
+    plan: Plan
+    max_calls: int | None
+    later: tuple[str, ...]   # requests that depend on the answers: bounded, not counted
+    items: int
+
+    def lines(self) -> list[str]:
+        out = [self.plan.summary(self.model_id, self.max_calls)]
+        if self.later and self.plan.requests:
+            out.append(f"not counted, as they depend on the answers: {' and '.join(self.later)} "
+                       f"(at most one of each per item: {self.items} items)")
+        return out
+
+
+class Labeler:
+    """An annotator, a method around it (by registry name, default the best it can feed), and the
+    memory bank learned from the user's preference samples.
+
+    Fitted attributes: ``bank_`` (the memory bank), ``method_`` (the fitted method),
+    ``refit_reason`` (after :meth:`load`: why the method was fitted again, or None).
+    """
+
+    def __init__(self, annotator: Annotator, method: str | None = None, *, encoder: SentenceEncoder | None = None,
+                 chunk_size: int = 2048) -> None:
+        self.annotator = annotator
+        self.method = method if method is not None else default_method(annotator)
+        self.encoder = encoder
+        self.chunk_size = chunk_size
+        self._new_method()  # an unknown method or one this annotator cannot feed fails here, not later
+        self.refit_reason: str | None = None
+
+    def _new_method(self) -> Method:
+        return make_method(self.method, self.annotator, self.encoder)
+
+    @property
+    def label_set(self) -> LabelSet:
+        return self._bank().labels
+
+    def _bank(self) -> MemoryBank:
+        if not hasattr(self, "bank_"):
+            raise CmalignError("this Labeler is not fitted yet: call fit() or Labeler.load() first")
+        return self.bank_
+
+    # -- fitting -------------------------------------------------------------------------------
+
+    def fit(self, texts: Sequence[str], y: Sequence[str], *, label_set: LabelSet | None = None,
+            budget: str | None = None, seed: int | None = None) -> Labeler:
+        """Ask the annotator about the preference samples once; build the bank; fit the method."""
+        texts, y = list(texts), list(y)
+        label_set = label_set if label_set is not None else LabelSet.of(y)
+        answers = []
+        for start in range(0, len(texts), self.chunk_size):
+            answers.extend(self.annotator.annotate(texts[start:start + self.chunk_size], label_set))
+        bank = MemoryBank.build(answers, y, label_set, annotator=self.annotator.identity, budget=budget,
+                                seed=seed, texts=texts)
+        method = self._new_method().fit(texts, y, label_set=label_set, answers=answers)
+        method.bank_ = bank
+        self.bank_, self.method_ = bank, method
+        return self
+
+    def save(self, path: str | Path) -> list[Path]:
+        """Write the bank (readable JSON) and, where the method learned more, its state beside it."""
+        path = Path(path)
+        self._bank().save(path)
+        written = [path]
+        arrays, values = self.method_.state()
+        if arrays or values:
+            meta = {"format": STATE_FORMAT, "version": STATE_VERSION, **self._identity(), "values": values}
+            target = state_path(path, self.method)
+            tmp = target.with_name(target.name + ".tmp")
+            with open(tmp, "wb") as handle:
+                np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays)
+            os.replace(tmp, target)
+            written.append(target)
+        return written
+
+    def _identity(self) -> dict[str, Any]:
+        """What a saved state must agree with to be used again."""
+        encoder = getattr(self.method_, "encoder_", None)
+        params = {name: _plain(value) for name, value in self.method_.get_params().items()
+                  if name not in ("annotator", "encoder")}
+        return {"method": self.method, "class": type(self.method_).__name__, "params": params,
+                "bank": self.bank_.digest(), "annotator": self.annotator.identity,
+                "encoder": None if encoder is None else encoder.identity}
+
+    @classmethod
+    def load(cls, path: str | Path, annotator: Annotator, method: str | None = None, *,
+             encoder: SentenceEncoder | None = None, chunk_size: int = 2048, bank: MemoryBank | None = None) -> Labeler:
+        """The bank at ``path`` with ``method``: its saved state where it matches, else fitted again
+        from the bank (the CM rules need nothing but the bank). ``bank`` is the bank at ``path``
+        when the caller has read it already."""
+        labeler = cls(annotator, method, encoder=encoder, chunk_size=chunk_size)
+        bank = bank if bank is not None else MemoryBank.load(path)
+        bank.check_annotator(annotator)
+        if labeler.method in METHODS and METHODS[labeler.method].needs_samples and not bank.samples:
+            raise DataError(f"--method {labeler.method} needs the preference samples, and this bank holds "
+                            "only counts; refit it with 'cmalign fit' or use --method cm_remap", path)
+        labeler.bank_ = bank
+        method = labeler._new_method()
+        if method.bank_is_enough:
+            labeler.method_ = method.fit_bank(bank)
+            return labeler
+        saved = state_path(path, labeler.method)
+        reason = "no saved state"
+        if saved.exists():
+            reason = labeler._restore(method, saved)
+            if reason is None:
+                return labeler
+        labeler.method_ = method.fit_bank(bank)
+        labeler.refit_reason = f"{saved.name}: {reason}"
+        return labeler
+
+    def _restore(self, method: Method, saved: Path) -> str | None:
+        """Set ``method_`` from a state file; None if done, else why it could not be used."""
+        try:
+            with np.load(saved, allow_pickle=False) as data:
+                meta = json.loads(str(data["__meta__"]))
+                arrays = {name: data[name] for name in data.files if name != "__meta__"}
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            return f"unreadable ({type(exc).__name__})"
+        if meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
+            return "not a state file this cmalign reads"
+        self.method_ = method.restore(self.bank_, arrays, meta.get("values", {}))
+        expected = self._identity()
+        differs = [key for key, value in expected.items() if meta.get(key) != value]
+        if differs:
+            del self.method_
+            return f"saved for another {differs[0]}"
+        return None
+
+    # -- labelling -----------------------------------------------------------------------------
+
+    def label(self, texts: Iterable[str]) -> Iterator[list[Record]]:
+        """The method's record for each text, a chunk of ``chunk_size`` at a time, in order."""
+        self._bank()
+        chunk: list[str] = []
+        for text in texts:
+            chunk.append(text)
+            if len(chunk) == self.chunk_size:
+                yield self.method_.records(chunk)
+                chunk = []
+        if chunk:
+            yield self.method_.records(chunk)
+
+    def plan(self, texts: Sequence[str], *, label_set: LabelSet | None = None) -> RunPlan:
+        """Count what labelling ``texts`` would send, sending nothing. Before :meth:`fit` (to plan the
+        fit itself) pass the ``label_set``; after, the bank's is used and CM re-asks are bounded."""
+        backend = getattr(self.annotator, "backend", None)
+        if backend is None:
+            raise CmalignError(f"a dry run counts requests to a chat model (hf:PATH, openai:MODEL); "
+                               f"{self.annotator.identity} sends none")
+        fitted = label_set is None
+        label_set = label_set if label_set is not None else self.label_set
+        texts = list(texts)
+        with backend.dry() as plan:
+            for start in range(0, len(texts), self.chunk_size):
+                self.annotator.annotate(texts[start:start + self.chunk_size], label_set)
+        later = []
+        if getattr(self.annotator, "strategy", None) == "refine":
+            later.append("a revision for each item the model judges wrong")
+        if fitted and self.method in RULES:
+            later.append(f"a re-ask for each item whose answer has several candidates (--method {self.method})")
+        return RunPlan(backend.model_id, replace(plan), backend.max_calls, tuple(later), len(texts))
+
+
+def _plain(value: Any) -> Any:
+    """A parameter as a state file records it: plain JSON values as they are, anything else by repr."""
+    value = value.value if hasattr(value, "value") and isinstance(value, str) else value
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return repr(value)

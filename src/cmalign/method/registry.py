@@ -1,0 +1,89 @@
+"""Every method by name: how to build it and what it needs. ``cmalign bench`` and ``annotate
+--method``, the README's table and the tests read this one table; adding a method is one entry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..annotators.base import Annotator
+from ..encoder import SentenceEncoder
+from ..errors import CmalignError
+from .base import Method
+from .cm import AnnotatorAlone, ConsistentMarginalization, Rule
+from .combined import CombinedCM
+from .knn import KNNClassifier
+from .logreg import LogisticRegressionClassifier
+from .marginal import MarginalCM
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method's name, what it does (one line, as the README's table says it), and how to build it."""
+
+    name: str
+    cls: type[Method]
+    build: Callable[[Annotator, SentenceEncoder | None], Method]
+    summary: str
+
+    @property
+    def uses_annotator(self) -> bool:
+        return self.cls.uses_annotator
+
+    @property
+    def needs_scores(self) -> bool:
+        return self.cls.needs_scores
+
+    @property
+    def needs_samples(self) -> bool:
+        """Whether it fits on the bank's preference samples (texts), not just its counts."""
+        return not self.cls.bank_is_enough
+
+    def usable_with(self, annotator: Annotator) -> bool:
+        return not self.needs_scores or annotator.has_scores
+
+
+METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
+    MethodSpec("base", AnnotatorAlone, lambda a, e: AnnotatorAlone(a),
+          "the annotator alone (the embedded one: the label whose readable name is most similar to the text)"),
+    MethodSpec("cm", ConsistentMarginalization, lambda a, e: ConsistentMarginalization(a, rule=Rule.PAPER),
+          "the paper's rule: where the user's labels for the annotator's answer `r` form a set of 2 or more, "
+          "ask again within that set; otherwise keep `r`"),
+    MethodSpec("cm_remap", ConsistentMarginalization, lambda a, e: ConsistentMarginalization(a, rule=Rule.REMAP),
+          "as `cm`, and where the user always meant one other label when the annotator said `r`, use it"),
+    MethodSpec("knn", KNNClassifier, lambda a, e: KNNClassifier(e),
+          "a baseline on the same preference samples and embeddings: similarity-weighted k nearest "
+          "neighbours, `k` by leave-one-out on them"),
+    MethodSpec("logreg", LogisticRegressionClassifier, lambda a, e: LogisticRegressionClassifier(e),
+          "the baseline a practitioner fits first: multinomial logistic regression on the same "
+          "embeddings, `C` by 5-fold cross-validation inside the preference samples"),
+    MethodSpec("cm_marg", MarginalCM, lambda a, e: MarginalCM(a, encoder=e),
+          "probabilistic marginalisation over the annotator's answers `r`: its score for each `r` times the "
+          "bank's transition from `r` to the user's labels, smoothed toward \"the user meant what the "
+          "annotator said\""),
+    MethodSpec("cm_ibank", MarginalCM, lambda a, e: MarginalCM(a, instance_dependent=True, encoder=e),
+          "as `cm_marg` with an instance-dependent bank: counts weighted by the preference samples' "
+          "similarity to `x`"),
+    MethodSpec("cm_best", CombinedCM, lambda a, e: CombinedCM(a, encoder=e),
+          "the combined model: the annotator's evidence and six kinds of evidence from the user's labels, "
+          "weighted by held-out likelihood"),
+)}
+
+RULES = tuple(name for name, spec in METHODS.items() if spec.cls is ConsistentMarginalization)
+
+
+def default_method(annotator: Annotator) -> str:
+    """The best method this annotator can feed: the combined model where it gives scores."""
+    return "cm_best" if annotator.has_scores else "cm_remap"
+
+
+def make_method(name: str, annotator: Annotator, encoder: SentenceEncoder | None = None) -> Method:
+    """Build method ``name`` around ``annotator``; one clear error when it cannot use that annotator."""
+    spec = METHODS.get(name)
+    if spec is None:
+        raise CmalignError(f"unknown method {name!r}; methods: {', '.join(METHODS)}")
+    if not spec.usable_with(annotator):
+        usable = ", ".join(n for n, s in METHODS.items() if s.usable_with(annotator))
+        raise CmalignError(f"method {name} needs an annotator with a score per label (embedded, hf-score:PATH); "
+                           f"{annotator.identity} answers in text: use one of {usable}")
+    return spec.build(annotator, encoder)
