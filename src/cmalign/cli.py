@@ -15,9 +15,16 @@ from collections.abc import Sequence
 from tqdm.auto import tqdm
 
 from . import __version__
-from .annotators.registry import SPECS
-from .errors import CmalignError, DataError
-from .method.registry import METHODS
+from .annotators.registry import SPECS, BackendOptions, is_chat, make_annotator, make_backend
+from .data import (Budget, check_labels, describe_bundled, load_datasets, parse_seed, read_items,
+                   read_labelset, read_preferences)
+from .encoder import default_encoder
+from .errors import CmalignError
+from .evaluation import format_table, run_bench
+from .labeler import Labeler
+from .method import METHODS, MemoryBank
+from .output import write_records
+from .prompting import Decoding, Prompts
 from .prompting.strategies import STRATEGIES
 
 EXIT_USAGE = 2
@@ -35,22 +42,16 @@ def _split_list(values: Sequence[str]) -> list[str]:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
-def _prompts(args: argparse.Namespace):
-    from .prompting import Prompts
-
+def _prompts(args: argparse.Namespace) -> Prompts:
     return Prompts.load(args.prompts) if args.prompts else Prompts()
 
 
 def _annotator(args: argparse.Namespace, encoder, pool=None, backend_only: bool = False):
     """The annotator ``--annotator`` names (a chat model's backend alone with ``backend_only``)."""
-    from .annotators.registry import BackendOptions, is_chat, make_annotator, make_backend
-    from .prompting import Decoding
-
     if args.shots < 0:
         raise CmalignError(f"--shots {args.shots} is below 0")
-    options = BackendOptions(base_url=args.base_url, api_key_env=args.api_key_env, cache=args.cache,
-                             max_calls=args.max_calls, concurrency=args.concurrency, timeout=args.timeout,
-                             retries=args.retries, device=args.device)
+    options = BackendOptions(**{name: getattr(args, name) for name in ("base_url", "api_key_env", "cache", "max_calls",
+                                                                      "concurrency", "timeout", "retries", "device")})
     if backend_only:
         return make_backend(args.annotator, options) if is_chat(args.annotator) else None
     annotator = make_annotator(args.annotator, encoder, options, strategy=getattr(args, "strategy", "vanilla"),
@@ -62,38 +63,20 @@ def _annotator(args: argparse.Namespace, encoder, pool=None, backend_only: bool 
     return annotator
 
 
-def _usage(annotator) -> None:
-    backend = getattr(annotator, "backend", None)
-    if backend is not None:
+def _usage(annotator_or_backend) -> None:
+    backend = getattr(annotator_or_backend, "backend", annotator_or_backend)
+    if hasattr(backend, "usage"):
         _say(backend.usage.summary(backend.model_id))
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from importlib import resources
-
-    from .data import bundled_names, load_bundled
-
-    print(f"{'dataset':<18} {'labels':>6} {'large':>7} {'small':>7}")
-    for name in bundled_names():
-        ds = load_bundled(name)
-        print(f"{name:<18} {len(ds.labels):>6} {'-' if ds.large is None else len(ds.large):>7} {len(ds.small):>7}")
-    print(f"\nsources and licences: {resources.files('cmalign.data') / 'bundled' / 'SOURCES.md'}")
+    print(describe_bundled())
     return 0
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .data import check_labels, read_items, read_labelset
-    from .encoder import default_encoder
-    from .labeler import Labeler
-    from .labels import LabelSet
-
-    items = read_items(args.preferences, text_field=args.text_field, label_field=args.label_field,
-                       require_labels=True)
-    if args.labels:
-        label_set = read_labelset(args.labels)
-        items = check_labels(items, label_set, args.preferences, labels_source=args.labels)
-    else:
-        label_set = LabelSet.of(item.label for item in items)
+    items, label_set = read_preferences(args.preferences, text_field=args.text_field, label_field=args.label_field,
+                                        labels_path=args.labels)
     texts, y = [i.text for i in items], [i.label for i in items]
     encoder = default_encoder(args.device)
     annotator = _annotator(args, encoder, pool=(texts, y))
@@ -107,22 +90,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     finally:
         _usage(annotator)
     written = labeler.save(args.output)
-    entries = labeler.bank_.entries.values()
-    reask = sum(len(e.counts) >= 2 for e in entries)
-    remap = sum(len(e.counts) == 1 and e.candidates[0] != e.response for e in entries)
-    _say(f"fitted {labeler.method} on {len(items)} preference samples, {len(label_set)} labels: {len(entries)} "
-         f"distinct answers; the cm rules re-ask within {reask} of them and remap {remap}")
+    _say(f"fitted {labeler.method} on {len(items)} preference samples, {len(label_set)} labels: "
+         f"{labeler.bank_.describe()}")
     _say(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    from .data import check_labels, read_items, read_labelset
-    from .encoder import default_encoder
-    from .labeler import Labeler
-    from .method import MemoryBank
-    from .output import write_records
-
     started = time.perf_counter()
     bank = MemoryBank.load(args.bank)
     if args.labels:
@@ -132,13 +106,13 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     encoder = default_encoder(args.device)
     annotator = _annotator(args, encoder, pool=([s.text for s in bank.samples], [s.label for s in bank.samples]))
     texts = [i.text for i in items]
-    if args.dry_run:
-        for line in Labeler.load(args.bank, annotator, args.method, encoder=encoder, bank=bank).plan(texts).lines():
-            _say(line)
-        return 0
-    try:
+    try:  # a chat model's methods need only the bank: loading sends nothing, so a dry run can plan from here
         labeler = Labeler.load(args.bank, annotator, args.method, encoder=encoder, bank=bank,
                                chunk_size=args.batch_size)
+        if args.dry_run:
+            for line in labeler.plan(texts).lines():
+                _say(line)
+            return 0
         if labeler.refit_reason:
             _say(f"fitted {labeler.method} on the bank's {len(bank.samples)} preference samples "
                  f"({labeler.refit_reason}; 'cmalign fit --method {labeler.method}' saves it)")
@@ -154,50 +128,26 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .annotators.registry import is_chat
-    from .data import Budget, bundled_names, load_bundled, load_folder
-    from .encoder import default_encoder
-    from .evaluation import format_table, run_protocol, run_strategies
-    from .prompting import Decoding
-
-    budgets = [Budget.parse(b) for b in _split_list(args.budget)]
-    try:
-        seeds = [int(s) for s in _split_list(args.seed)]
-    except ValueError:
-        raise DataError(f"seeds must be whole numbers, got {args.seed}") from None
-    if args.limit is not None and args.limit < 1:
-        raise DataError(f"--limit {args.limit} is below 1")
+    budgets, seeds = [Budget.parse(b) for b in _split_list(args.budget)], [parse_seed(s) for s in _split_list(args.seed)]
     strategies = _split_list(args.strategies or [])
-    if [s for s in strategies if s not in STRATEGIES]:
-        raise CmalignError(f"unknown strategy {[s for s in strategies if s not in STRATEGIES][0]!r}; "
-                           f"strategies: {', '.join(STRATEGIES)}")
-    chat = is_chat(args.annotator)
-    if strategies and not chat:
+    if strategies and not is_chat(args.annotator):
         raise CmalignError(f"--strategies needs a chat model (hf:PATH or openai:MODEL), not {args.annotator}")
-    if args.data:
-        datasets = [load_folder(args.data, text_field=args.text_field, label_field=args.label_field)]
-    else:
-        datasets = [load_bundled(name) for name in (_split_list(args.dataset) if args.dataset else bundled_names())]
+    datasets = load_datasets(_split_list(args.dataset or []), args.data, text_field=args.text_field,
+                             label_field=args.label_field)
     encoder = default_encoder(args.device)
     backend = _annotator(args, encoder, backend_only=True)
-    annotator = None if chat else _annotator(args, encoder)
-    prompts = _prompts(args) if chat else None  # read once, not per run
-    decoding = Decoding(temperature=args.temperature, top_p=args.top_p, seed=args.llm_seed)
+    runs = [(d, b, s) for d in datasets for b in budgets for s in seeds]
     results = []
     try:
-        runs = [(d, b, s) for d in datasets for b in budgets for s in seeds]
-        for dataset, budget, seed in tqdm(runs, desc="bench", unit="run", disable=not _progress()):
-            if chat:
-                result = run_strategies(dataset, budget, seed, backend, strategies or ["vanilla"], encoder,
-                                        limit=args.limit, prompts=prompts, decoding=decoding, k=args.shots)
-            else:
-                result = run_protocol(dataset, budget, seed, annotator, encoder, limit=args.limit)
+        for result in tqdm(run_bench(runs, encoder, annotator=None if backend else _annotator(args, encoder),
+                                     backend=backend, strategies=strategies, limit=args.limit, prompts=_prompts(args),
+                                     k=args.shots, decoding=Decoding(args.temperature, args.top_p, args.llm_seed)),
+                           total=len(runs), desc="bench", unit="run", disable=not _progress()):
             results.append(result)
             if args.json:
                 print(json.dumps(result.to_json()), flush=True)
     finally:
-        if backend is not None:
-            _say(backend.usage.summary(backend.model_id))
+        _usage(backend)
     if not args.json and results:
         print(format_table(results))
     return 0
@@ -206,6 +156,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_prompts(args: argparse.Namespace) -> int:
     print(_prompts(args).to_toml(), end="")
     return 0
+
+
+LLM_OPTIONS = (  # flag, type, default, help: the options of every command that builds an annotator
+    ("--base-url", str, None, "OpenAI-compatible server (default: $OPENAI_BASE_URL, else OpenAI)"),
+    ("--api-key-env", str, "OPENAI_API_KEY", "environment variable holding the API key"),
+    ("--cache", str, None, "response cache FILE (default: $XDG_CACHE_HOME/cmalign/responses.sqlite; 'none': none)"),
+    ("--max-calls", int, None, "stop before sending more than N requests in this run (cache hits are free)"),
+    ("--concurrency", int, 8, "requests in flight at once"),
+    ("--timeout", float, 60.0, "seconds per attempt"),
+    ("--retries", int, 5, "retries per request"),
+    ("--prompts", str, None, "your prompt templates (TOML; see 'cmalign prompts')"),
+    ("--temperature", float, 0.0, "sampling temperature (0: greedy)"),
+    ("--top-p", float, 1.0, "nucleus sampling mass"),
+    ("--llm-seed", int, 0, "the model's sampling seed"),
+    ("--shots", int, 5, "examples shown by fot"),
+    ("--device", str, "cpu", "local models (hf:, hf-score:) and the encoder: cpu, cuda, mps"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,25 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
             add("--strategy", default="vanilla", choices=STRATEGIES, help="prompting strategy (default: vanilla)")
             add("--dry-run", action="store_true", help="send nothing: count the requests the cache cannot "
                 "answer and their tokens")
-            p.add_argument("--method", choices=list(METHODS), default=None, help="the method (default: cm_best "
-                           "where the annotator gives scores, else cm_remap); " + "; ".join(
-                               f"{n}: {s.summary}" for n, s in METHODS.items()).replace("%", "%%"))
-        add("--base-url", help="OpenAI-compatible server (default: $OPENAI_BASE_URL, else OpenAI)")
-        add("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
-            help="environment variable holding the API key (default: OPENAI_API_KEY)")
-        add("--cache", metavar="FILE", help="response cache (default: $XDG_CACHE_HOME/cmalign/responses.sqlite; "
-            "'none' for none)")
-        add("--max-calls", type=int, metavar="N", help="stop before sending more than N requests in this run "
-            "(cache hits are free)")
-        add("--concurrency", type=int, default=8, help="requests in flight at once (default: 8)")
-        add("--timeout", type=float, default=60.0, help="seconds per attempt (default: 60)")
-        add("--retries", type=int, default=5, help="retries per request (default: 5)")
-        add("--prompts", metavar="FILE", help="your prompt templates (TOML; see 'cmalign prompts')")
-        add("--temperature", type=float, default=0.0, help="sampling temperature (default: 0, greedy)")
-        add("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1)")
-        add("--llm-seed", type=int, default=0, help="the model's sampling seed (default: 0)")
-        add("--shots", type=int, default=5, help="examples shown by fot (default: 5)")
-        add("--device", default="cpu", help="local models (hf:, hf-score:, the encoder): cpu (default), cuda, mps")
+            p.add_argument("--method", choices=list(METHODS), help="the method (default: cm_best where the "
+                           "annotator gives scores, else cm_remap; the README's table says what each does)")
+        for flag, kind, default, help in LLM_OPTIONS:
+            add(flag, type=kind, default=default, help=help + ("" if default is None else f" (default: {default})"))
         return p
 
     command("datasets", cmd_datasets, "list the bundled datasets", model=False)
@@ -266,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--dataset", action="append", help="bundled dataset(s), comma-separated (default: all)")
     where.add_argument("--data", help="a folder with large.jsonl and/or small.jsonl of your own")
     p.add_argument("--budget", action="append", help="fraction(s) of the pool the user labels, e.g. 0.01,0.05 "
-                   "(default), or n=500")
-    p.add_argument("--seed", action="append", help="seed(s), e.g. 0,1 (default)")
+                   "(the default), or n=500")
+    p.add_argument("--seed", action="append", help="seed(s), e.g. 0,1 (the default)")
     p.add_argument("--json", action="store_true", help="print one JSON object per run")
     p.add_argument("--limit", type=int, help="evaluate on a seeded subset of this many items (slow annotators)")
     p.add_argument("--strategies", action="append", metavar="LIST", help=f"chat models: strategies to compare "

@@ -8,6 +8,7 @@ from ``small`` and the rest of it is the evaluation set.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -135,6 +136,31 @@ def load_folder(folder: str | Path, *, text_field: str | None = None,
     if small is None:
         raise DataError("holds neither large.jsonl nor small.jsonl (nor .csv)", folder)
     return _read_pair(folder.name, large, small, text_field=text_field, label_field=label_field)
+
+
+def describe_bundled() -> str:
+    """A table of the bundled datasets (labels, items in each split) and where their sources are."""
+    lines = [f"{'dataset':<18} {'labels':>6} {'large':>7} {'small':>7}"]
+    for name in bundled_names():
+        ds = load_bundled(name)
+        lines.append(f"{name:<18} {len(ds.labels):>6} {'-' if ds.large is None else len(ds.large):>7} "
+                     f"{len(ds.small):>7}")
+    return "\n".join(lines) + f"\n\nsources and licences: {resources.files('cmalign.data') / 'bundled' / 'SOURCES.md'}"
+
+
+def load_datasets(names: Sequence[str] = (), folder: str | Path | None = None, *, text_field: str | None = None,
+                  label_field: str | None = None) -> list[Dataset]:
+    """The user's ``folder`` if given, else the bundled datasets ``names`` (all of them if none)."""
+    if folder is not None:
+        return [load_folder(folder, text_field=text_field, label_field=label_field)]
+    return [load_bundled(name) for name in (names or bundled_names())]
+
+
+def parse_seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise DataError(f"a seed must be a whole number, got {text!r}") from None
 
 
 def protocol_split(dataset: Dataset, budget: Budget, seed: int, limit: int | None = None) -> Split:

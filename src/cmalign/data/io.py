@@ -200,3 +200,14 @@ def check_labels(items: Sequence[Item], labels: LabelSet, path: str | Path,
                             f"({len(labels)} labels)", path, item.line)
         checked.append(Item(text=item.text, label=canonical, line=item.line))
     return checked
+
+
+def read_preferences(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,
+                     labels_path: str | Path | None = None) -> tuple[list[Item], LabelSet]:
+    """The user's labelled items and their label set: from ``labels_path`` when given (every label
+    must be in it, and is written as there), else the labels in the file in order of appearance."""
+    items = read_items(path, text_field=text_field, label_field=label_field, require_labels=True)
+    if labels_path is None:
+        return items, LabelSet.of(item.label for item in items)
+    label_set = read_labelset(labels_path)
+    return check_labels(items, label_set, path, labels_source=labels_path), label_set

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +14,9 @@ from ..encoder import SentenceEncoder
 from ..labels import LabelSet
 from ..method.base import Method
 from ..method.registry import METHODS
+from ..errors import CmalignError, DataError
 from ..prompting import ChatAnnotator, Decoding, ExampleRetriever, Prompts
+from ..prompting.strategies import STRATEGIES
 from .metrics import accuracy, expected_calibration_error
 
 
@@ -101,6 +103,27 @@ def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBac
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=backend.model_id,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods,
                      usage=usage)
+
+
+def run_bench(runs: Sequence[tuple[Dataset, Budget, int]], encoder: SentenceEncoder, *,
+              annotator: Annotator | None = None, backend: ChatBackend | None = None,
+              strategies: Sequence[str] = (), limit: int | None = None, prompts: Prompts | None = None,
+              decoding: Decoding | None = None, k: int = 5) -> Iterator[RunResult]:
+    """Each (dataset, budget, seed) in turn: :func:`run_protocol` for a scoring ``annotator``, or
+    :func:`run_strategies` (default: vanilla) for a chat ``backend``."""
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise CmalignError(f"unknown strategy {unknown[0]!r}; strategies: {', '.join(STRATEGIES)}")
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit {limit} is below 1")
+    if (annotator is None) == (backend is None):
+        raise ValueError("give a scoring annotator or a chat backend")
+    for dataset, budget, seed in runs:
+        if backend is not None:
+            yield run_strategies(dataset, budget, seed, backend, strategies or ["vanilla"], encoder, limit=limit,
+                                 prompts=prompts, decoding=decoding, k=k)
+        else:
+            yield run_protocol(dataset, budget, seed, annotator, encoder, limit=limit)
 
 
 def _run_methods(split: Split, labels: LabelSet, annotator: Annotator | None, encoder: SentenceEncoder,

@@ -99,6 +99,13 @@ class MemoryBank:
         return dict(sorted(entries.items(),
                            key=lambda kv: (0, labels.index(kv[0]), "") if kv[0] in labels else (1, 0, kv[0])))
 
+    def describe(self) -> str:
+        """One line on what the bank holds and what the cm rules will do with it."""
+        entries = self.entries.values()
+        reask = sum(len(e.counts) >= 2 for e in entries)
+        remap = sum(len(e.counts) == 1 and e.candidates[0] != e.response for e in entries)
+        return (f"{len(entries)} distinct answers; the cm rules re-ask within {reask} of them and remap {remap}")
+
     def check_annotator(self, annotator: Annotator) -> None:
         """A bank is only ever applied to answers from the annotator it was fitted with."""
         if self.annotator != annotator.identity:

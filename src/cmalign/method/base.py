@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..annotators.base import Annotation, Annotator
+from ..annotators.base import Annotation
 from ..encoder import SentenceEncoder, default_encoder
 from ..errors import CmalignError, DataError
 from ..labels import LabelSet
