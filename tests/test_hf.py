@@ -18,7 +18,7 @@ TEXTS = ["wake me up at seven tomorrow", "will it rain today", "play some jazz"]
 
 def test_cached_scoring_equals_scoring_the_whole_sequence(scorer):
     # the prefix cache and the batched continuations are an optimisation: they must not change a number
-    fast = scorer.log_likelihoods(TEXTS[:2], LABELS)
+    fast = scorer.label_scores(TEXTS[:2], LABELS)
     before, after = scorer._render(LABELS)
     tok = scorer.tokenizer
     for row, text in zip(fast, TEXTS[:2]):

@@ -21,8 +21,10 @@ def write_records(path: str | Path, items: Sequence[Item], chunks: Iterable[list
     with open(path, "w", encoding="utf-8") as out:
         for records in chunks:
             for item, record in zip(items[done:done + len(records)], records):
-                answer = record.answer.label if record.answer is not None else None
-                outcomes[record.action or ("changed" if record.label != answer else "kept")] += 1
+                if record.answer is None:  # a baseline that asks no annotator
+                    outcomes["labelled"] += 1
+                else:
+                    outcomes[record.action or ("kept" if record.label == record.answer.label else "changed")] += 1
                 line = {"line": item.line, "text": item.text, **record.to_json(method)}
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
             out.flush()

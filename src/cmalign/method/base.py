@@ -178,9 +178,8 @@ class Method(ABC):
                           stacklevel=2)
         self.label_set_ = label_set
         self.classes_ = label_set.labels
-        if answers is not None:
-            annotator = self.annotator.identity if getattr(self, "annotator", None) is not None else "given"
-            self.bank_ = MemoryBank.build(answers, y, label_set, annotator=annotator, texts=texts)
+        if self.uses_annotator:  # every method that asks the annotator keeps the bank of its answers
+            self.bank_ = MemoryBank.build(answers, y, label_set, annotator=self.annotator.identity, texts=texts)
         self.encoder_ = self._encoder() if self.uses_encoder else None
         self._fit(texts, np.array([label_set.index(label) for label in y]), answers)
         return self

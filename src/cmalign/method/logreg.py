@@ -40,6 +40,8 @@ def _fit_one(X: np.ndarray, y: np.ndarray, C: float, n_labels: int, model=None) 
     with warnings.catch_warnings():
         # at the largest C on separable data L-BFGS may stop at MAX_ITER; CV judges the result
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # with few samples per label scikit-learn wonders whether y is a regression target; it is not
+        warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
         model.set_params(C=C).fit(X, y)
     if len(present) == 2:  # binary: one weight vector for the second class against the first
         W[present[1]], b[present[1]], b[present[0]] = model.coef_[0], model.intercept_[0], 0.0
