@@ -21,11 +21,12 @@ from .data import (Budget, check_labels, describe_bundled, load_datasets, parse_
 from .encoder import default_encoder
 from .errors import CmalignError
 from .evaluation import format_table, run_bench
+from .files import writable_target
 from .labeler import Labeler
 from .method import METHODS, MemoryBank
-from .output import write_records
+from .output import LabelledOutput, describe
 from .prompting import Decoding, Prompts
-from .prompting.strategies import STRATEGIES
+from .prompting.strategies import STRATEGIES, check_strategies
 
 EXIT_USAGE = 2
 
@@ -48,8 +49,6 @@ def _prompts(args: argparse.Namespace) -> Prompts:
 
 def _annotator(args: argparse.Namespace, encoder, pool=None, backend_only: bool = False):
     """The annotator ``--annotator`` names (a chat model's backend alone with ``backend_only``)."""
-    if args.shots < 0:
-        raise CmalignError(f"--shots {args.shots} is below 0")
     options = BackendOptions(**{name: getattr(args, name) for name in ("base_url", "api_key_env", "cache", "max_calls",
                                                                       "concurrency", "timeout", "retries", "device")})
     if backend_only:
@@ -64,8 +63,7 @@ def _annotator(args: argparse.Namespace, encoder, pool=None, backend_only: bool 
 
 
 def _usage(annotator_or_backend) -> None:
-    backend = getattr(annotator_or_backend, "backend", annotator_or_backend)
-    if hasattr(backend, "usage"):
+    if hasattr(backend := getattr(annotator_or_backend, "backend", annotator_or_backend), "usage"):
         _say(backend.usage.summary(backend.model_id))
 
 
@@ -75,6 +73,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    writable_target(args.output)  # a bad -o fails before any model is loaded
     items, label_set = read_preferences(args.preferences, text_field=args.text_field, label_field=args.label_field,
                                         labels_path=args.labels)
     texts, y = [i.text for i in items], [i.label for i in items]
@@ -82,8 +81,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     annotator = _annotator(args, encoder, pool=(texts, y))
     labeler = Labeler(annotator, args.method, encoder=encoder)
     if args.dry_run:
-        for line in labeler.plan(texts, label_set=label_set).lines():
-            _say(line)
+        _say("\n".join(labeler.plan(texts, label_set=label_set).lines()))
         return 0
     try:
         labeler.fit(texts, y, label_set=label_set, budget=f"n={len(items)}")
@@ -98,38 +96,42 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    bank = MemoryBank.load(args.bank)
-    if args.labels:
-        bank.check_label_set(read_labelset(args.labels), args.bank, args.labels)
-    items = read_items(args.input, text_field=args.text_field, label_field=args.label_field)
-    check_labels(items, bank.labels, args.input, labels_source=f"the bank {args.bank}")
-    encoder = default_encoder(args.device)
-    annotator = _annotator(args, encoder, pool=([s.text for s in bank.samples], [s.label for s in bank.samples]))
-    texts = [i.text for i in items]
-    try:  # a chat model's methods need only the bank: loading sends nothing, so a dry run can plan from here
-        labeler = Labeler.load(args.bank, annotator, args.method, encoder=encoder, bank=bank,
-                               chunk_size=args.batch_size)
-        if args.dry_run:
-            for line in labeler.plan(texts).lines():
-                _say(line)
-            return 0
-        if labeler.refit_reason:
-            _say(f"fitted {labeler.method} on the bank's {len(bank.samples)} preference samples "
-                 f"({labeler.refit_reason}; 'cmalign fit --method {labeler.method}' saves it)")
-        with tqdm(total=len(items), unit="item", desc="annotate", disable=not _progress()) as bar:
-            outcomes = write_records(args.output, items, labeler.label(texts), labeler.method, bar.update)
-    finally:
-        _usage(annotator)
+    with LabelledOutput(args.output, resume=args.resume, overwrite=args.overwrite) as output:
+        if not args.dry_run:  # a bad -o, an output there already or a second writer: fail before loading
+            output.claim(args.input)
+        bank = MemoryBank.load(args.bank)
+        if args.labels:
+            bank.check_label_set(read_labelset(args.labels), args.bank, args.labels)
+        items = read_items(args.input, text_field=args.text_field, label_field=args.label_field)
+        check_labels(items, bank.labels, args.input, labels_source=f"the bank {args.bank}")
+        encoder = default_encoder(args.device)
+        annotator = _annotator(args, encoder, pool=([s.text for s in bank.samples], [s.label for s in bank.samples]))
+        try:  # a chat model's methods need only the bank: loading sends nothing, so a dry run can plan here
+            labeler = Labeler.load(args.bank, annotator, args.method, encoder=encoder, bank=bank,
+                                   chunk_size=args.batch_size)
+            if args.dry_run:
+                _say("\n".join(labeler.plan([i.text for i in items]).lines()))
+                return 0
+            if labeler.refit_reason:
+                _say(f"fitted {labeler.method} on the bank's {len(bank.samples)} preference samples "
+                     f"({labeler.refit_reason}; 'cmalign fit --method {labeler.method}' saves it)")
+            with tqdm(total=len(items), unit="item", desc="annotate", disable=not _progress()) as bar:
+                done, labelled, outcomes = labeler.label_into(output, items, input_path=args.input,
+                                                              progress=bar.update)
+        finally:
+            _usage(annotator)
     elapsed = time.perf_counter() - started
-    _say(f"annotated {len(items)} items with {labeler.method} in {elapsed:.1f}s from start ({len(items) / elapsed:.0f} "
-         f"items/s, {annotator.calls} annotator calls): {', '.join(f'{n} {a}' for a, n in sorted(outcomes.items()))}")
+    kept = f" ({done} kept from the earlier run)" if done else ""
+    _say(f"annotated {labelled} items{kept} with {labeler.method} in {elapsed:.1f}s from start "
+         f"({labelled / elapsed:.0f} items/s, {annotator.calls} annotator calls): {describe(outcomes)}")
     _say(f"wrote {args.output}")
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    budgets, seeds = [Budget.parse(b) for b in _split_list(args.budget)], [parse_seed(s) for s in _split_list(args.seed)]
-    strategies = _split_list(args.strategies or [])
+    budgets = [Budget.parse(b) for b in _split_list(args.budget or ["0.01,0.05"])]
+    seeds = [parse_seed(s) for s in _split_list(args.seed or ["0,1"])]
+    strategies = check_strategies(_split_list(args.strategies or []))
     if strategies and not is_chat(args.annotator):
         raise CmalignError(f"--strategies needs a chat model (hf:PATH or openai:MODEL), not {args.annotator}")
     datasets = load_datasets(_split_list(args.dataset or []), args.data, text_field=args.text_field,
@@ -212,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="where to write the labelled JSONL")
     p.add_argument("--labels", help="label-set file; must match the bank's")
     p.add_argument("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="the output exists: keep its lines, label the rest")
+    again.add_argument("--overwrite", action="store_true", help="the output exists: replace it")
     p = command("bench", cmd_bench, "the paper's protocol: datasets x budgets x seeds -> accuracy table",
                 strategy=False)
     where = p.add_mutually_exclusive_group()
@@ -232,8 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "bench":
-        args.budget, args.seed = args.budget or ["0.01,0.05"], args.seed or ["0,1"]
     try:
         return args.func(args)
     except CmalignError as exc:

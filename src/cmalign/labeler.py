@@ -18,8 +18,8 @@ match is not used (the method is fitted again from the bank's samples, and ``ref
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,15 @@ import numpy as np
 
 from .annotators.base import Annotator
 from .chat.backend import Plan
+from .data.io import Item
 from .encoder import SentenceEncoder
 from .errors import CmalignError, DataError
+from .files import write_atomically
 from .labels import LabelSet
 from .method.bank import MemoryBank
 from .method.base import Method, Record
 from .method.registry import METHODS, RULES, default_method, make_method
+from .output import LabelledOutput, write_records
 
 STATE_FORMAT = "cmalign-method-state"
 STATE_VERSION = 1
@@ -118,10 +121,7 @@ class Labeler:
         if arrays or values:
             meta = {"format": STATE_FORMAT, "version": STATE_VERSION, **self._identity(), "values": values}
             target = state_path(path, self.method)
-            tmp = target.with_name(target.name + ".tmp")
-            with open(tmp, "wb") as handle:
-                np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays)
-            os.replace(tmp, target)
+            write_atomically(target, lambda handle: np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays))
             written.append(target)
         return written
 
@@ -192,6 +192,18 @@ class Labeler:
                 chunk = []
         if chunk:
             yield self.method_.records(chunk)
+
+    def label_into(self, output: LabelledOutput, items: Sequence[Item], *, input_path: str | Path | None = None,
+                   progress: Callable[[int], object] = lambda n: None) -> tuple[int, int, Counter[str]]:
+        """Label ``items`` into a claimed ``output``, after the ones an earlier run of the same bank,
+        annotator and method left there (``--resume``). Returns (items kept, items labelled, how
+        often each outcome occurred)."""
+        run = {"bank": self._bank().digest(), "annotator": self.annotator.identity, "method": self.method,
+               "input": None if input_path is None else str(Path(input_path).resolve())}
+        done = output.start(items, run)
+        progress(done)
+        todo = items[done:]
+        return done, len(todo), write_records(output, todo, self.label(i.text for i in todo), self.method, progress)
 
     def plan(self, texts: Sequence[str], *, label_set: LabelSet | None = None) -> RunPlan:
         """Count what labelling ``texts`` would send, sending nothing. Before :meth:`fit` (to plan the

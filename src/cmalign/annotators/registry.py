@@ -78,6 +78,8 @@ def make_annotator(spec: str, encoder: SentenceEncoder, options: BackendOptions 
     labels: the preference samples, the same labelled budget as the memory bank).
     """
     kind, arg = _parse(spec)
+    if shots < 0:
+        raise CmalignError(f"--shots {shots} is below 0")
     if kind == "embedded":
         return EmbeddingAnnotator(encoder)
     if kind == "hf-score":

@@ -14,9 +14,9 @@ from ..encoder import SentenceEncoder
 from ..labels import LabelSet
 from ..method.base import Method
 from ..method.registry import METHODS
-from ..errors import CmalignError, DataError
+from ..errors import DataError
 from ..prompting import ChatAnnotator, Decoding, ExampleRetriever, Prompts
-from ..prompting.strategies import STRATEGIES
+from ..prompting.strategies import check_strategies
 from .metrics import accuracy, expected_calibration_error
 
 
@@ -111,9 +111,7 @@ def run_bench(runs: Sequence[tuple[Dataset, Budget, int]], encoder: SentenceEnco
               decoding: Decoding | None = None, k: int = 5) -> Iterator[RunResult]:
     """Each (dataset, budget, seed) in turn: :func:`run_protocol` for a scoring ``annotator``, or
     :func:`run_strategies` (default: vanilla) for a chat ``backend``."""
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise CmalignError(f"unknown strategy {unknown[0]!r}; strategies: {', '.join(STRATEGIES)}")
+    check_strategies(strategies)
     if limit is not None and limit < 1:
         raise DataError(f"--limit {limit} is below 1")
     if (annotator is None) == (backend is None):

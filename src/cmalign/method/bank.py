@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..annotators.base import Annotation, Annotator
 from ..errors import DataError
+from ..files import write_atomically
 from ..labels import LabelSet
 
 FORMAT = "cmalign-memory-bank"
@@ -152,10 +153,8 @@ class MemoryBank:
 
     def save(self, path: str | Path) -> None:
         """Write the bank as readable JSON (atomically: a crash never leaves half a bank)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        text = json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n"
+        write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
 
     @classmethod
     def load(cls, path: str | Path) -> MemoryBank:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from ..annotators.base import Annotation, Annotator
 from ..chat.backend import ChatBackend, ChatRequest, Completion, Message
+from ..errors import CmalignError
 from ..labels import LabelSet, Resolved, first_line, normalize
 from .prompts import Prompts
 from .retrieval import ExampleRetriever
@@ -35,6 +36,14 @@ STRATEGIES = ("vanilla", "cot", "fot", "consistent", "refine")
 NEEDS_EXAMPLES = {"cot", "fot", "consistent"}
 _LABEL_LINE = re.compile(r"label\s*[:=]\s*(.*)", re.IGNORECASE)
 _KEY_LIMIT = 80  # out-of-set answers are bank keys; a rambling reply is cut to its first words
+
+
+def check_strategies(strategies: Sequence[str]) -> list[str]:
+    """The strategies, each one of :data:`STRATEGIES`; one clear error naming the first that is not."""
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise CmalignError(f"unknown strategy {unknown[0]!r}; strategies: {', '.join(STRATEGIES)}")
+    return list(strategies)
 
 
 def parse_answer(raw: str, labels: LabelSet) -> Resolved:
