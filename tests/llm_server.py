@@ -127,6 +127,11 @@ class FaultProxy:
                     self._reply(401, json.dumps({"error": {"message": message, "type": "invalid_request_error"}}
                                                 ).encode())
                     return
+                if fault == "400":  # the server refuses the request as such (as for a prompt too long)
+                    error = json.dumps({"error": {"message": "injected refusal: this request is not allowed",
+                                                  "type": "invalid_request_error"}}).encode()
+                    self._reply(400, error)
+                    return
                 if fault in ("429", "500", "503"):
                     error = json.dumps({"error": {"message": f"injected {fault}", "type": "test"}}).encode()
                     self._reply(int(fault), error, {"Retry-After": proxy.retry_after} if fault == "429" else {})

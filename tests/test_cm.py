@@ -62,9 +62,10 @@ def test_reask_answer_outside_the_candidates_is_not_trusted():
 def test_predict_gives_labels_and_rules_are_selectable_by_name():
     cm, _ = fitted("remap", reasks={"n1": "card swallowed"})
     assert cm.predict(["n1", "n2"]) == ["card swallowed", "lost card"]
-    bogus = ConsistentMarginalization(ScriptedAnnotator({"p1": "atm support"}), rule="bogus")  # stored as given
+    bogus = ConsistentMarginalization(ScriptedAnnotator({"p1": "atm support", "p5": "pin blocked"}),
+                                      rule="bogus")  # stored as given
     with pytest.raises(ValueError, match="bogus"):
-        bogus.fit(["p1"], ["atm support"])
+        bogus.fit(["p1", "p5"], ["atm support", "pin blocked"])
 
 
 def test_given_answers_are_not_asked_again():

@@ -299,3 +299,37 @@ def test_a_dry_run_sends_nothing_and_counts_what_the_real_run_sends(proxy, tmp_p
     assert planned == sent == proxy.seen - seen and 6 <= sent <= 12
     # the estimate has learnt the server's tokens per character from the fit's answers in the cache
     assert abs(tokens - sent_tokens) <= 0.2 * sent_tokens
+
+
+def test_a_fit_whose_every_request_is_refused_fails_with_the_servers_reason(proxy, preferences, tmp_path):
+    proxy.default = "400"
+    result = _cmalign("fit", str(preferences), "-o", str(tmp_path / "bank.json"), "--annotator",
+                      f"openai:{MODEL_ALIAS}", "--base-url", proxy.url, "--cache", str(tmp_path / "c.sqlite"))
+    assert result.returncode == 2 and not (tmp_path / "bank.json").exists()
+    assert "refused every request about the 10 preference samples; the last refusal: injected refusal" in result.stderr
+
+
+def test_credentials_in_the_url_and_a_part_masked_key_are_never_shown(proxy, tmp_path, monkeypatch):
+    key = "tok_live_51HxQ9abcdefZ3456"  # not sk-shaped: the server echoes its first 8 and last 4
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    proxy.default = "401"
+    with pytest.raises(BackendError) as error:
+        backend(proxy.url, tmp_path).complete([request("play jazz")])
+    assert "HTTP 401: Incorrect API key provided: [key]" in str(error.value)
+    assert key[:8] not in str(error.value) and key[-4:] not in str(error.value)
+    failed = _cmalign("fit", str(write_preferences(tmp_path / "p.jsonl", 4)), "-o", str(tmp_path / "b.json"),
+                      "--annotator", f"openai:{MODEL_ALIAS}", "--base-url", "http://bob:hunter2@127.0.0.1:9/v1",
+                      "--cache", "none", "--retries", "0")
+    assert failed.returncode == 2 and "http://***@127.0.0.1:9/v1" in failed.stderr
+    assert "hunter2" not in failed.stderr and "bob" not in failed.stderr
+
+
+def test_the_response_cache_is_readable_by_its_owner_alone(tmp_path):
+    fresh = ResponseCache(tmp_path / "new" / "cache.sqlite")
+    fresh.close()
+    assert (tmp_path / "new" / "cache.sqlite").stat().st_mode & 0o777 == 0o600
+    old = tmp_path / "old.sqlite"
+    old.touch(mode=0o644)
+    old.chmod(0o644)
+    ResponseCache(old).close()
+    assert old.stat().st_mode & 0o777 == 0o600

@@ -105,6 +105,10 @@ class Labeler:
         answers = []
         for start in range(0, len(texts), self.chunk_size):
             answers.extend(self.annotator.annotate(texts[start:start + self.chunk_size], label_set))
+        backend = getattr(self.annotator, "backend", None)
+        if backend is not None and all(not a.raw for a in answers) and backend.rejected:
+            raise CmalignError(f"{backend.model_id} refused every request about the {len(texts)} preference "
+                               f"samples; the last refusal: {backend.last_rejection.removeprefix('rejected: ')}")
         bank = MemoryBank.build(answers, y, label_set, annotator=self.annotator.identity, budget=budget,
                                 seed=seed, texts=texts)
         method = self._new_method().fit(texts, y, label_set=label_set, answers=answers)

@@ -134,7 +134,14 @@ class ResponseCache:
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # every prompt holds the user's texts: the cache is readable by its owner alone
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+                if os.stat(self.path).st_mode & 0o077:  # a cache an older cmalign left readable to others
+                    os.chmod(self.path, 0o600)
+            except OSError as exc:
+                raise CmalignError(f"{self.path}: cannot create the response cache ({exc.strerror})") from None
         try:
             self._db = sqlite3.connect(self.path, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -198,6 +205,8 @@ class ChatBackend(ABC):
         self.plan = Plan()
         self._planned: set[str] = set()
         self.progress = False  # a progress bar per batch of requests sent (the CLI sets it on a terminal)
+        self.rejected = 0  # requests the server refused as such (an empty answer each), and its last reason
+        self.last_rejection: str | None = None
 
     @contextmanager
     def dry(self) -> Iterator[Plan]:
@@ -256,7 +265,10 @@ class ChatBackend(ABC):
 
         def store(i: int, completion: Completion) -> None:
             key, request = todo[i]
-            if not completion.rejected:
+            if completion.rejected:
+                self.rejected += 1
+                self.last_rejection = completion.finish_reason
+            else:
                 self.cache.put(key, self.model_id, request, completion)
             done[key] = completion
             self.usage.sent += 1

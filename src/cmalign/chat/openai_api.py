@@ -39,15 +39,16 @@ class OpenAIChatBackend(ChatBackend):
             raise ValueError("concurrency must be at least 1")
         self.model = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        self.shown_url = shown_url(self.base_url)  # what messages say: no credentials
         self.concurrency = concurrency
         self.timeout = timeout
         self.max_retries = max_retries
         self._api_key = os.environ.get(api_key_env) or NO_KEY
         if self._api_key == NO_KEY and "api.openai.com" in self.base_url:
-            raise BackendError(f"{self.model_id} at {self.base_url} needs an API key: set ${api_key_env}")
+            raise BackendError(f"{self.model_id} at {self.shown_url} needs an API key: set ${api_key_env}")
 
     def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
-        return f"OpenAIChatBackend(model={self.model!r}, base_url={self.base_url!r})"
+        return f"OpenAIChatBackend(model={self.model!r}, base_url={self.shown_url!r})"
 
     @property
     def model_id(self) -> str:
@@ -64,7 +65,7 @@ class OpenAIChatBackend(ChatBackend):
                                       max_retries=self.max_retries) as client:
 
             def reason(exc) -> str:  # servers echo a wrong key back, part-masked: mask it all
-                return _KEYLIKE.sub("[key]", _reason(exc).replace(self._api_key, "[key]"))
+                return mask_key(_reason(exc), self._api_key)
 
             async def one(i: int, request: ChatRequest) -> None:
                 async with gate:
@@ -80,17 +81,17 @@ class OpenAIChatBackend(ChatBackend):
                     except openai.APIStatusError as exc:
                         retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
                         after = f" after {self.max_retries} retries" if retried else ""
-                        raise BackendError(f"{self.model_id} at {self.base_url}: HTTP {exc.status_code}{after}: "
+                        raise BackendError(f"{self.model_id} at {self.shown_url}: HTTP {exc.status_code}{after}: "
                                            f"{reason(exc)}") from None
                     except openai.APITimeoutError:
-                        raise BackendError(f"{self.model_id} at {self.base_url}: no answer within "
+                        raise BackendError(f"{self.model_id} at {self.shown_url}: no answer within "
                                            f"{self.timeout:g} s, {self.max_retries + 1} times") from None
                     except openai.APIConnectionError as exc:
-                        raise BackendError(f"{self.model_id} at {self.base_url}: connection failed "
+                        raise BackendError(f"{self.model_id} at {self.shown_url}: connection failed "
                                            f"after {self.max_retries} retries ({_short(str(exc.__cause__ or exc))})"
                                            ) from None
                     except openai.OpenAIError as exc:
-                        raise BackendError(f"{self.model_id} at {self.base_url}: {_KEYLIKE.sub('[key]', _short(str(exc)))}"
+                        raise BackendError(f"{self.model_id} at {self.shown_url}: {mask_key(_short(str(exc)), self._api_key)}"
                                            ) from None
                 store(i, _completion(reply))
 
@@ -100,6 +101,24 @@ class OpenAIChatBackend(ChatBackend):
                         group.create_task(one(i, request))
             except ExceptionGroup as group_error:  # the first failure cancels the rest; report it
                 raise group_error.exceptions[0] from None
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a message may show it: a ``user:password@`` in it becomes ``***@``."""
+    return re.sub(r"(?<=://)[^/@]*@", "***@", url)
+
+
+def mask_key(text: str, key: str) -> str:
+    """``text`` with anything that could be part of the API key ``key`` masked whole: the key, a
+    word sharing four characters in a row with it, a word a server part-masked (``abc****xyz``),
+    and anything shaped like a key."""
+    def masked(word: str) -> bool:
+        if re.search(r"\*{3,}", word):
+            return True
+        return key != NO_KEY and any(key[i:i + 4] in word for i in range(len(key) - 3))
+
+    text = _KEYLIKE.sub("[key]", text.replace(key, "[key]") if key != NO_KEY else text)
+    return re.sub(r"[^\s'\"`,;()]+", lambda m: "[key]" if masked(m.group()) else m.group(), text)
 
 
 def _completion(reply) -> Completion:

@@ -158,9 +158,12 @@ def load_datasets(names: Sequence[str] = (), folder: str | Path | None = None, *
 
 def parse_seed(text: str) -> int:
     try:
-        return int(text)
+        seed = int(text)
     except ValueError:
-        raise DataError(f"a seed must be a whole number, got {text!r}") from None
+        seed = -1
+    if seed < 0:
+        raise DataError(f"a seed must be a whole number from 0, got {text!r}")
+    return seed
 
 
 def protocol_split(dataset: Dataset, budget: Budget, seed: int, limit: int | None = None) -> Split:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from ..errors import DataError
 from ..labels import LabelSet
@@ -32,10 +30,19 @@ class Item:
     line: int = 0
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8", newline="")
+def _lines(path: Path, where: list[int]) -> Iterator[str]:
+    """The file's lines as text, decoded one at a time so that a byte that is not UTF-8 is reported
+    with its line; ``where[0]`` is the number of the line last read. A byte-order mark (Excel writes
+    one) is dropped, not read as part of the first field's name."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where[0] = number
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not UTF-8 text ({exc.reason}); save the file as UTF-8", path, number) from None
+            yield text.removeprefix("\ufeff") if number == 1 else text
 
 
 def _format_of(path: Path) -> str:
@@ -58,33 +65,32 @@ def _pick(present: Iterable[str], wanted: str | None, defaults: Sequence[str]) -
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, record) pairs; the record's keys are the file's field or column names."""
     fmt = _format_of(path)
+    where = [0]
     try:
-        with _open_text(path) as handle:
-            if fmt == "jsonl":
-                for number, raw in enumerate(handle, start=1):
-                    if not raw.strip():
-                        continue
-                    try:
-                        record = json.loads(raw)
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"not valid JSON ({exc.msg} at character {exc.colno})",
-                                        path, number) from None
-                    if not isinstance(record, dict):
-                        raise DataError(f"expected a JSON object, got {type(record).__name__}",
-                                        path, number)
-                    yield number, record
-            else:
-                reader = csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ",")
-                for record in reader:
-                    if None in record:
-                        raise DataError("more cells than the header has columns", path, reader.line_num)
-                    yield reader.line_num, record
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
+        lines = _lines(path, where)
+        if fmt == "jsonl":
+            for raw in lines:
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"not valid JSON ({exc.msg} at character {exc.colno})", path, where[0]) from None
+                if not isinstance(record, dict):
+                    raise DataError(f"expected a JSON object, got {type(record).__name__}", path, where[0])
+                yield where[0], record
+        else:
+            reader = csv.DictReader(lines, delimiter="\t" if fmt == "tsv" else ",")
+            for record in reader:
+                if None in record:
+                    raise DataError("more cells than the header has columns", path, reader.line_num)
+                yield reader.line_num, record
     except (OSError, EOFError, csv.Error) as exc:
         if isinstance(exc, FileNotFoundError):
             raise DataError("no such file", path) from None
-        raise DataError(f"cannot read the file ({exc})", path) from None
+        if isinstance(exc, IsADirectoryError):
+            raise DataError("is a folder, not a file", path) from None
+        raise DataError(f"cannot read the file ({getattr(exc, 'strerror', None) or exc})", path) from None
 
 
 def read_items(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,
@@ -117,8 +123,9 @@ def read_items(path: str | Path, *, text_field: str | None = None, label_field: 
                                 column=None if _format_of(path) == "jsonl" else wanted)
             columns_checked = True
         text = record.get(text_key)
-        if not isinstance(text, str):
-            what = "missing" if text is None else f"a {type(text).__name__}, not a string"
+        if not isinstance(text, str) or not text.strip():
+            what = ("missing" if text is None else "empty" if isinstance(text, str)
+                    else f"a {type(text).__name__}, not a string")
             raise DataError(f"the text field {text_key!r} is {what}", path, number)
         label = record.get(label_key) if label_key is not None else None
         if label is not None and not isinstance(label, str):
@@ -150,7 +157,7 @@ def read_labelset(path: str | Path) -> LabelSet:
     try:
         if path.suffix.lower() == ".json":
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                data = json.loads(path.read_text(encoding="utf-8-sig"))
             except json.JSONDecodeError as exc:
                 raise DataError(f"not valid JSON ({exc.msg})", path, exc.lineno) from None
             if isinstance(data, dict):
@@ -162,13 +169,17 @@ def read_labelset(path: str | Path) -> LabelSet:
             numbered = [(i + 1, label, desc) for i, (label, desc) in enumerate(entries)]
         else:
             numbered = []
-            for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for number, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
                 if not raw.strip() or raw.lstrip().startswith("#"):
                     continue
                 label, _, desc = raw.partition("\t")
                 numbered.append((number, label.strip(), desc.strip()))
     except FileNotFoundError:
         raise DataError("no such file", path) from None
+    except IsADirectoryError:
+        raise DataError("is a folder, not a file", path) from None
+    except OSError as exc:
+        raise DataError(f"cannot read the file ({exc.strerror})", path) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
     for number, label, desc in numbered:

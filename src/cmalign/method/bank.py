@@ -101,11 +101,16 @@ class MemoryBank:
                            key=lambda kv: (0, labels.index(kv[0]), "") if kv[0] in labels else (1, 0, kv[0])))
 
     def describe(self) -> str:
-        """One line on what the bank holds and what the cm rules will do with it."""
+        """One line on what the bank holds, what the cm rules will do with it, and which labels no
+        preference sample has (the user's labels teach nothing about those)."""
         entries = self.entries.values()
         reask = sum(len(e.counts) >= 2 for e in entries)
         remap = sum(len(e.counts) == 1 and e.candidates[0] != e.response for e in entries)
-        return (f"{len(entries)} distinct answers; the cm rules re-ask within {reask} of them and remap {remap}")
+        seen = {label for e in entries for label in e.candidates}
+        unseen = [label for label in self.labels.labels if label not in seen]
+        gap = "" if not unseen else (f"; no preference sample has {len(unseen)} of the {len(self.labels)} labels "
+                                     f"({', '.join(unseen[:5])}{', ...' if len(unseen) > 5 else ''})")
+        return f"{len(entries)} distinct answers; the cm rules re-ask within {reask} of them and remap {remap}{gap}"
 
     def check_annotator(self, annotator: Annotator) -> None:
         """A bank is only ever applied to answers from the annotator it was fitted with."""
@@ -163,6 +168,10 @@ class MemoryBank:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataError("no such file", path) from None
+        except IsADirectoryError:
+            raise DataError("is a folder, not a bank file", path) from None
+        except OSError as exc:
+            raise DataError(f"cannot read the bank ({exc.strerror})", path) from None
         except json.JSONDecodeError as exc:
             raise DataError(f"not valid JSON ({exc.msg})", path, exc.lineno) from None
         except UnicodeDecodeError as exc:
@@ -177,11 +186,13 @@ class MemoryBank:
             labels = LabelSet(tuple(data["labels"]), descriptions)
             entries: dict[str, BankEntry] = {}
             for raw in data["entries"]:
-                counts = {str(k): int(v) for k, v in raw["counts"].items()}
-                unknown = [k for k in counts if k not in labels]
-                if unknown or any(v < 1 for v in counts.values()) or not counts:
-                    raise DataError(f"entry {raw['response']!r} has labels outside the bank's label "
-                                    f"set or counts below 1", path)
+                counts = dict(raw["counts"])
+                if not counts or any(k not in labels for k in counts):
+                    raise DataError(f"entry {raw['response']!r} has no counts or labels outside the bank's "
+                                    "label set", path)
+                if any(type(v) is not int or not 1 <= v <= int(data["n_samples"]) for v in counts.values()):
+                    raise DataError(f"entry {raw['response']!r} has a count that is not a whole number from 1 "
+                                    f"to n_samples ({data['n_samples']})", path)
                 entries[raw["response"]] = cls._entry(raw["response"], counts, labels)
             samples = tuple(PreferenceSample(str(r["text"]), str(r["label"]), str(r["answer"]))
                             for r in data.get("samples") or ())

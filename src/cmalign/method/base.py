@@ -168,6 +168,9 @@ class Method(ABC):
         unknown = next((label for label in y if label not in label_set), None)
         if unknown is not None:
             raise DataError(f"preference label {unknown!r} is not in the label set")
+        if len(set(y)) < 2:
+            raise DataError(f"all {len(y)} preference samples have the label {y[0]!r}: to learn how this user "
+                            "labels, the samples need at least two labels")
         if answers is not None and len(answers) != len(texts):
             raise ValueError(f"{len(answers)} answers for {len(texts)} texts")
         if self.uses_annotator and answers is None:
