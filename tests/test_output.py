@@ -63,10 +63,10 @@ def test_resume_cuts_a_torn_line_and_labels_only_what_is_missing(capsys, job, tm
     out.write_bytes(whole[:cut])
     code, err = run(capsys, *annotate(job, out, "--resume"))
     kept = whole[:cut].count(b"\n")
-    assert code == 0 and f"annotated {600 - kept} items ({kept} kept from the earlier run)" in err
+    assert code == 0 and f"annotated {600 - kept} items ({kept} done by an earlier run)" in err
     assert out.read_bytes() == whole
     code, err = run(capsys, *annotate(job, out, "--resume"))  # nothing left: nothing asked
-    assert code == 0 and "annotated 0 items (600 kept" in err and "0 annotator calls" in err
+    assert code == 0 and "annotated 0 items (600 done by an earlier run)" in err and "0 annotator calls" in err
 
 
 def test_resume_refuses_another_method_or_input(capsys, job, tmp_path):
@@ -110,7 +110,7 @@ def test_kill_9_then_resume_gives_every_line_once_and_labels_nothing_twice(capsy
     lines_before = out.read_bytes().count(b"\n")
     assert 0 < lines_before < 600, "the run was not killed mid-way"
     code, err = run(capsys, *annotate(job, out, "--resume"))
-    assert code == 0 and f"annotated {600 - lines_before} items ({lines_before} kept" in err
+    assert code == 0 and f"annotated {600 - lines_before} items ({lines_before} done by an earlier run)" in err
     assert [r["line"] for r in rows(out)] == list(range(1, 601))
     assert rows(out) == rows(full)
 

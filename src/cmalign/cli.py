@@ -121,7 +121,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         finally:
             _usage(annotator)
     elapsed = time.perf_counter() - started
-    kept = f" ({done} kept from the earlier run)" if done else ""
+    kept = f" ({done} done by an earlier run)" if done else ""
     _say(f"annotated {labelled} items{kept} with {labeler.method} in {elapsed:.1f}s from start "
          f"({labelled / elapsed:.0f} items/s, {annotator.calls} annotator calls): {describe(outcomes)}")
     _say(f"wrote {args.output}")
