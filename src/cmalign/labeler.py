@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -36,8 +36,12 @@ from .labels import LabelSet
 from .method.bank import MemoryBank
 from .method.base import Method, Record
 from .method.registry import METHODS, RULES, default_method, make_method
-from .output import LabelledOutput, write_records
+from .output import LabelledOutput, tally
 
+if TYPE_CHECKING:
+    from .engine import Engine
+
+T = TypeVar("T")
 STATE_FORMAT = "cmalign-method-state"
 STATE_VERSION = 1
 
@@ -165,6 +169,22 @@ class Labeler:
         labeler.refit_reason = f"{saved.name}: {reason}"
         return labeler
 
+    def portable(self) -> tuple[MemoryBank, dict[str, np.ndarray], dict[str, Any]]:
+        """The bank and the method's fitted state, to rebuild this labeller elsewhere with
+        :meth:`rebuilt` (a Ray worker) without fitting again."""
+        arrays, values = self.method_.state()
+        return self._bank(), arrays, values
+
+    @classmethod
+    def rebuilt(cls, annotator: Annotator, method: str, bank: MemoryBank, arrays: dict[str, np.ndarray],
+                values: dict[str, Any], *, encoder: SentenceEncoder | None = None, chunk_size: int = 2048) -> Labeler:
+        """A labeller from what :meth:`portable` gave: the same labels as the one it came from."""
+        labeler = cls(annotator, method, encoder=encoder, chunk_size=chunk_size)
+        labeler.bank_ = bank
+        fresh = labeler._new_method()
+        labeler.method_ = fresh.fit_bank(bank) if fresh.bank_is_enough else fresh.restore(bank, arrays, values)
+        return labeler
+
     def _restore(self, method: Method, saved: Path) -> str | None:
         """Set ``method_`` from a state file; None if done, else why it could not be used."""
         try:
@@ -188,28 +208,35 @@ class Labeler:
     def label(self, texts: Iterable[str]) -> Iterator[list[Record]]:
         """The method's record for each text, a chunk of ``chunk_size`` at a time, in order."""
         self._bank()
-        chunk: list[str] = []
-        for text in texts:
-            chunk.append(text)
-            if len(chunk) == self.chunk_size:
-                yield self.method_.records(chunk)
-                chunk = []
-        if chunk:
+        for chunk in batched(texts, self.chunk_size):
             yield self.method_.records(chunk)
 
-    def label_into(self, output: LabelledOutput, items: Sequence[Item], *, input_path: str | Path | None = None,
-                   progress: Callable[[int], object] = lambda n: None) -> tuple[int, int, Counter[str]]:
-        """Label ``items`` into a claimed ``output``, after the ones an earlier run of the same bank,
-        annotator and method left there (``--resume``). Returns (items kept, items labelled, how
-        often each outcome occurred)."""
+    def label_into(self, output: LabelledOutput, items: Iterable[Item], *, input_path: str | Path | None = None,
+                   progress: Callable[[int], object] = lambda n: None,
+                   engine: Engine | None = None) -> tuple[int, int, Counter[str]]:
+        """Label ``items`` (any iterable: a file is streamed, a chunk in memory at a time) into a
+        claimed ``output``, after the ones an earlier run of the same bank, annotator and method
+        left there (``--resume``). ``engine`` labels the chunks elsewhere (e.g.
+        :class:`cmalign.engine.RayEngine`); the output is the same line for line. Returns (items
+        kept, items labelled, how often each outcome occurred)."""
         run = {"bank": self._bank().digest(), "annotator": self.annotator.identity, "method": self.method,
                "input": None if input_path is None else str(Path(input_path).resolve())}
+        items = iter(items)
         done = output.start(items, run)
         progress(done)
-        todo = items[done:]
-        return done, len(todo), write_records(output, todo, self.label(i.text for i in todo), self.method, progress)
+        chunks = batched(items, self.chunk_size)
+        labelled = engine.label(self, chunks) if engine is not None else \
+            ((chunk, self.method_.records([i.text for i in chunk])) for chunk in chunks)
+        outcomes: Counter[str] = Counter()
+        n = 0
+        for chunk, records in labelled:
+            output.write(chunk, records, self.method)
+            tally(outcomes, records)
+            n += len(chunk)
+            progress(len(chunk))
+        return done, n, outcomes
 
-    def plan(self, texts: Sequence[str], *, label_set: LabelSet | None = None) -> RunPlan:
+    def plan(self, texts: Iterable[str], *, label_set: LabelSet | None = None) -> RunPlan:
         """Count what labelling ``texts`` would send, sending nothing. Before :meth:`fit` (to plan the
         fit itself) pass the ``label_set``; after, the bank's is used and CM re-asks are bounded."""
         backend = getattr(self.annotator, "backend", None)
@@ -218,16 +245,29 @@ class Labeler:
                                f"{self.annotator.identity} sends none")
         fitted = label_set is None
         label_set = label_set if label_set is not None else self.label_set
-        texts = list(texts)
+        n = 0
         with backend.dry() as plan:
-            for start in range(0, len(texts), self.chunk_size):
-                self.annotator.annotate(texts[start:start + self.chunk_size], label_set)
+            for chunk in batched(texts, self.chunk_size):
+                self.annotator.annotate(chunk, label_set)
+                n += len(chunk)
         later = []
         if getattr(self.annotator, "strategy", None) == "refine":
             later.append("a revision for each item the model judges wrong")
         if fitted and self.method in RULES:
             later.append(f"a re-ask for each item whose answer has several candidates (--method {self.method})")
-        return RunPlan(backend.model_id, replace(plan), backend.max_calls, tuple(later), len(texts))
+        return RunPlan(backend.model_id, replace(plan), backend.max_calls, tuple(later), n)
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _plain(value: Any) -> Any:

@@ -8,7 +8,8 @@
 - While a run writes, it holds a lock on ``<output>.cmalign-run``, the record of the run: a second
   writer to the same output is refused at once. The lock dies with the process, so a run killed
   with ``kill -9`` leaves nothing to clean up.
-- Each chunk is flushed as soon as it is written.
+- Each chunk is flushed as soon as it is written. Neither writing nor resuming holds more than a
+  line of the file in memory.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import fcntl
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,10 @@ class LabelledOutput:
         self._earlier = os.read(self._lock, 1 << 20).decode("utf-8", "replace")
         return self
 
-    def start(self, items: Sequence[Item], run: dict[str, Any]) -> int:
-        """Record ``run`` (what determines the labels) and open the file; the number of items done."""
+    def start(self, items: Iterator[Item], run: dict[str, Any]) -> int:
+        """Record ``run`` (what determines the labels) and open the file; the number of items done.
+        With ``resume``, the done items are taken from ``items`` (checked against the lines kept),
+        so what is left in it is what to label."""
         done = 0
         if self.resume and self._real.exists() and self._real.stat().st_size > 0:
             done = self._kept(items, run)
@@ -81,8 +84,9 @@ class LabelledOutput:
         self._out = open(self._real, "a", encoding="utf-8")
         return done
 
-    def _kept(self, items: Sequence[Item], run: dict[str, Any]) -> int:
-        """Check the lines an earlier run left, cut a torn last line off, and count them."""
+    def _kept(self, items: Iterator[Item], run: dict[str, Any]) -> int:
+        """Check the lines an earlier run left against ``items`` (taking one item per line), cut a
+        torn last line off, and count them. Reads the file a line at a time."""
         try:
             earlier = json.loads(self._earlier) if self._earlier.strip() else None
         except json.JSONDecodeError:
@@ -94,22 +98,24 @@ class LabelledOutput:
         if differs:
             raise DataError(f"was written with another {differs[0]} ({earlier.get(differs[0])!r}, now "
                             f"{run[differs[0]]!r}); --overwrite to label everything again", self.path)
-        data = self._real.read_bytes()
         good, done = 0, 0
-        for raw in data.splitlines(keepends=True):
-            if not raw.endswith(b"\n"):
-                break  # the torn end of a run that was killed mid-write
-            try:
-                row = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise DataError("is not valid JSON before its last line; not resuming over a damaged "
-                                "file (--overwrite to start again)", self.path, done + 1) from None
-            if done >= len(items) or row.get("line") != items[done].line or row.get("text") != items[done].text:
-                raise DataError("does not match the input here (another input file?); --overwrite to "
-                                "start again", self.path, done + 1)
-            good += len(raw)
-            done += 1
-        if good < len(data):
+        with open(self._real, "rb") as handle:
+            for raw in handle:
+                if not raw.endswith(b"\n"):
+                    break  # the torn end of a run that was killed mid-write
+                try:
+                    row = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise DataError("is not valid JSON before its last line; not resuming over a damaged "
+                                    "file (--overwrite to start again)", self.path, done + 1) from None
+                item = next(items, None)
+                if item is None or row.get("line") != item.line or row.get("text") != item.text:
+                    raise DataError("does not match the input here (another input file?); --overwrite to "
+                                    "start again", self.path, done + 1)
+                good += len(raw)
+                done += 1
+            torn = handle.tell() != good
+        if torn:
             with open(self._real, "r+b") as handle:
                 handle.truncate(good)
         return done
@@ -143,22 +149,14 @@ class LabelledOutput:
         self.close()
 
 
-def write_records(output: LabelledOutput, items: Sequence[Item], chunks: Iterable[list[Record]], method: str,
-                  progress: Callable[[int], object] = lambda n: None) -> Counter[str]:
-    """Write each item with its record (``chunks`` follow ``items`` in order). Returns how often each
-    outcome occurred: the rules' actions, else whether the label differs from the annotator's."""
-    outcomes: Counter[str] = Counter()
-    done = 0
-    for records in chunks:
-        output.write(items[done:done + len(records)], records, method)
-        for record in records:
-            if record.answer is None:  # a baseline that asks no annotator
-                outcomes["labelled"] += 1
-            else:
-                outcomes[record.action or ("kept" if record.label == record.answer.label else "changed")] += 1
-        done += len(records)
-        progress(len(records))
-    return outcomes
+def tally(outcomes: Counter[str], records: Iterable[Record]) -> None:
+    """Count what was done with each item: the rules' actions, else whether the label differs from
+    the annotator's (``labelled`` for a baseline that asks no annotator)."""
+    for record in records:
+        if record.answer is None:
+            outcomes["labelled"] += 1
+        else:
+            outcomes[record.action or ("kept" if record.label == record.answer.label else "changed")] += 1
 
 
 def describe(outcomes: Counter[str]) -> str:

@@ -1,8 +1,9 @@
 """Readers for labelled and unlabelled items (JSONL, CSV) and for label-set files.
 
 Every problem is reported as a :class:`~cmalign.errors.DataError` naming the file and the line
-(1-based, as an editor shows it) or the column, and the whole file is read before any work
-starts, so a bad line costs nothing.
+(1-based, as an editor shows it) or the column. :func:`iter_items` reads a file one item at a
+time (``annotate`` streams its input through it, with a checking pass first so that a bad line
+costs nothing); :func:`read_items` returns them all.
 """
 
 from __future__ import annotations
@@ -93,18 +94,20 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
         raise DataError(f"cannot read the file ({getattr(exc, 'strerror', None) or exc})", path) from None
 
 
-def read_items(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,
-               require_labels: bool = False, allow_empty: bool = False) -> list[Item]:
-    """Read items from a JSONL or CSV/TSV file (optionally gzipped).
+def iter_items(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,
+               require_labels: bool = False, allow_empty: bool = False) -> Iterator[Item]:
+    """The items of a JSONL or CSV/TSV file (optionally gzipped), one at a time: memory does not
+    grow with the file.
 
     ``text_field`` and ``label_field`` name the key or column; by default the text is the first
     of ``text``/``input`` and the label is ``label``. With ``require_labels`` every item must have
-    a label; otherwise a label is read where the field is present.
+    a label; otherwise a label is read where the field is present. A file with no item is an
+    error (once the end is reached) unless ``allow_empty``.
 
-    >>> read_items("tickets.csv", text_field="body", label_field="team")  # doctest: +SKIP
+    >>> for item in iter_items("tickets.csv", text_field="body", label_field="team"):  # doctest: +SKIP
+    ...     print(item.line, item.text)
     """
     path = Path(path)
-    items: list[Item] = []
     text_key = label_key = None
     columns_checked = False
     for number, record in _records(path):
@@ -138,10 +141,39 @@ def read_items(path: str | Path, *, text_field: str | None = None, label_field: 
             label = None
         if require_labels and label is None:
             raise DataError(f"the label field {label_key!r} is missing or empty", path, number)
-        items.append(Item(text=text, label=label, line=number))
-    if not items and not allow_empty:
+        yield Item(text=text, label=label, line=number)
+    if not columns_checked and not allow_empty:
         raise DataError("the file holds no items", path)
-    return items
+
+
+def read_items(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,
+               require_labels: bool = False, allow_empty: bool = False) -> list[Item]:
+    """All the items of a file (see :func:`iter_items`), read before any work starts.
+
+    >>> read_items("tickets.csv", text_field="body", label_field="team")  # doctest: +SKIP
+    """
+    return list(iter_items(path, text_field=text_field, label_field=label_field,
+                           require_labels=require_labels, allow_empty=allow_empty))
+
+
+@dataclass(frozen=True)
+class ItemFile:
+    """An input file as a stream that can be read more than once: :meth:`count` reads it through
+    (every line parsed and its label checked against ``labels``, nothing kept), so that a bad line
+    is found before any work; iterating reads it again, one item at a time."""
+
+    path: Path
+    text_field: str | None = None
+    label_field: str | None = None
+    labels: LabelSet | None = None
+    labels_source: str | None = None
+
+    def __iter__(self) -> Iterator[Item]:
+        items = iter_items(self.path, text_field=self.text_field, label_field=self.label_field)
+        return items if self.labels is None else canonical_labels(items, self.labels, self.path, self.labels_source)
+
+    def count(self) -> int:
+        return sum(1 for _ in self)
 
 
 def read_labelset(path: str | Path) -> LabelSet:
@@ -196,21 +228,25 @@ def read_labelset(path: str | Path) -> LabelSet:
         raise DataError(exc.problem, path) from None
 
 
-def check_labels(items: Sequence[Item], labels: LabelSet, path: str | Path,
+def check_labels(items: Iterable[Item], labels: LabelSet, path: str | Path,
                  labels_source: str | Path | None = None) -> list[Item]:
     """Return ``items`` with each label replaced by its canonical form; fail on the first unknown one."""
-    checked = []
+    return list(canonical_labels(items, labels, path, labels_source))
+
+
+def canonical_labels(items: Iterable[Item], labels: LabelSet, path: str | Path,
+                     labels_source: str | Path | None = None) -> Iterator[Item]:
+    """:func:`check_labels` one item at a time."""
     for item in items:
         if item.label is None:
-            checked.append(item)
+            yield item
             continue
         canonical = labels.canonical(item.label)
         if canonical is None:
             source = f" from {labels_source}" if labels_source else ""
             raise DataError(f"label {item.label!r} is not in the label set{source} "
                             f"({len(labels)} labels)", path, item.line)
-        checked.append(Item(text=item.text, label=canonical, line=item.line))
-    return checked
+        yield Item(text=item.text, label=canonical, line=item.line)
 
 
 def read_preferences(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,

@@ -117,6 +117,7 @@ def run_bench(runs: Sequence[tuple[Dataset, Budget, int]], encoder: SentenceEnco
     if (annotator is None) == (backend is None):
         raise ValueError("give a scoring annotator or a chat backend")
     for dataset, budget, seed in runs:
+        encoder.reserve(len(dataset.large or ()) + len(dataset.small))  # each run reads the whole dataset again
         if backend is not None:
             yield run_strategies(dataset, budget, seed, backend, strategies or ["vanilla"], encoder, limit=limit,
                                  prompts=prompts, decoding=decoding, k=k)
