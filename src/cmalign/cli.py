@@ -7,18 +7,21 @@ a traceback means a bug in cmalign.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from . import __version__
 from .annotators.registry import SPECS, BackendOptions, is_chat, make_annotator, make_backend
-from .data import (Budget, check_labels, describe_bundled, load_datasets, parse_seed, read_items,
-                   read_labelset, read_preferences)
+from .data import Budget, ItemFile, describe_bundled, load_datasets, parse_seed, read_labelset, read_preferences
 from .encoder import default_encoder
+from .engine import RayEngine, default_threads, set_threads, usable_cores
 from .errors import CmalignError
 from .evaluation import format_table, run_bench
 from .files import writable_target
@@ -94,36 +97,70 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labeler(args: argparse.Namespace, bank: MemoryBank) -> Labeler:
+    """The labeller ``annotate`` runs: the bank, with the method's saved state where it matches."""
+    encoder = default_encoder(args.device)
+    annotator = _annotator(args, encoder, pool=([s.text for s in bank.samples], [s.label for s in bank.samples]))
+    return Labeler.load(args.bank, annotator, args.method, encoder=encoder, bank=bank, chunk_size=args.batch_size)
+
+
+def _worker_labeler(args: argparse.Namespace, method: str, portable: tuple) -> Labeler:
+    """The same labeller in a Ray worker, from the bank and state the driver holds (never refitted
+    there, so every worker labels as the driver would)."""
+    bank, arrays, values = portable
+    encoder = default_encoder(args.device)
+    annotator = _annotator(args, encoder, pool=([s.text for s in bank.samples], [s.label for s in bank.samples]))
+    return Labeler.rebuilt(annotator, method, bank, arrays, values, encoder=encoder, chunk_size=args.batch_size)
+
+
+def _engine(args: argparse.Namespace, labeler: Labeler) -> RayEngine | None:
+    if args.engine == "local":
+        return None
+    if args.max_calls is not None:
+        raise CmalignError("--max-calls is a guard of one process; with --engine ray each worker would "
+                           "spend it in full: drop it, or use --engine local")
+    return RayEngine(functools.partial(_worker_labeler, args, labeler.method, labeler.portable()),
+                     workers=args.workers, address=args.ray_address)
+
+
 def cmd_annotate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    args.threads = default_threads() if args.threads is None else args.threads
+    for flag, value in (("--threads", args.threads), ("--workers", args.workers), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise CmalignError(f"{flag} {value}: must be at least 1")
     with LabelledOutput(args.output, resume=args.resume, overwrite=args.overwrite) as output:
         if not args.dry_run:  # a bad -o, an output there already or a second writer: fail before loading
             output.claim(args.input)
         bank = MemoryBank.load(args.bank)
         if args.labels:
             bank.check_label_set(read_labelset(args.labels), args.bank, args.labels)
-        items = read_items(args.input, text_field=args.text_field, label_field=args.label_field)
-        check_labels(items, bank.labels, args.input, labels_source=f"the bank {args.bank}")
-        encoder = default_encoder(args.device)
-        annotator = _annotator(args, encoder, pool=([s.text for s in bank.samples], [s.label for s in bank.samples]))
+        items = ItemFile(Path(args.input), args.text_field, args.label_field, bank.labels, f"the bank {args.bank}")
+        total = items.count()  # every line read and checked before any model loads; none kept
+        set_threads(args.threads)
+        labeler = None
         try:  # a chat model's methods need only the bank: loading sends nothing, so a dry run can plan here
-            labeler = Labeler.load(args.bank, annotator, args.method, encoder=encoder, bank=bank,
-                                   chunk_size=args.batch_size)
+            labeler = _labeler(args, bank)
             if args.dry_run:
-                _say("\n".join(labeler.plan([i.text for i in items]).lines()))
+                _say("\n".join(labeler.plan(i.text for i in items).lines()))
                 return 0
             if labeler.refit_reason:
                 _say(f"fitted {labeler.method} on the bank's {len(bank.samples)} preference samples "
                      f"({labeler.refit_reason}; 'cmalign fit --method {labeler.method}' saves it)")
-            with tqdm(total=len(items), unit="item", desc="annotate", disable=not _progress()) as bar:
+            engine = _engine(args, labeler)
+            with tqdm(total=total, unit="item", desc="annotate", disable=not _progress()) as bar:
                 done, labelled, outcomes = labeler.label_into(output, items, input_path=args.input,
-                                                              progress=bar.update)
+                                                              progress=bar.update, engine=engine)
         finally:
-            _usage(annotator)
+            if labeler is not None:
+                _usage(labeler.annotator)
     elapsed = time.perf_counter() - started
+    calls = engine.calls if engine is not None else labeler.annotator.calls
+    if engine is not None and engine.usage is not None:
+        _say(engine.usage.summary(f"{labeler.annotator.identity} (Ray workers)"))
     kept = f" ({done} done by an earlier run)" if done else ""
     _say(f"annotated {labelled} items{kept} with {labeler.method} in {elapsed:.1f}s from start "
-         f"({labelled / elapsed:.0f} items/s, {annotator.calls} annotator calls): {describe(outcomes)}")
+         f"({labelled / elapsed:.0f} items/s, {calls} annotator calls): {describe(outcomes)}")
     _say(f"wrote {args.output}")
     return 0
 
@@ -217,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="the output exists: keep its lines, label the rest")
     again.add_argument("--overwrite", action="store_true", help="the output exists: replace it")
+    run = p.add_argument_group("where the labelling runs")
+    run.add_argument("--engine", choices=("local", "ray"), default="local", help="local: this process (the "
+                     "default); ray: Ray workers, each loading the model once (pip install 'cmalign[ray]')")
+    run.add_argument("--workers", type=int, default=2, help="Ray workers (default: 2)")
+    run.add_argument("--ray-address", help="a running Ray cluster (auto, ray://HOST:10001; default: "
+                     "$RAY_ADDRESS, else a local Ray started for this run)")
+    run.add_argument("--threads", type=int, help="threads for the model and linear algebra in this process "
+                     f"(default: $OMP_NUM_THREADS where set, else the cores it may use: here {usable_cores()})")
     p = command("bench", cmd_bench, "the paper's protocol: datasets x budgets x seeds -> accuracy table",
                 strategy=False)
     where = p.add_mutually_exclusive_group()
@@ -236,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # OpenMP threads that wait for work sleep instead of spinning (read when torch loads, later):
+    # beside other jobs on a shared machine, spinning threads took the cores the work needed
+    # (the README's "Threads" measures it). A value the user set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,124 @@
+"""Labelling a large corpus: memory and speed of the whole `cmalign annotate` command as it grows.
+
+For each size N (default 10k, 100k, 1M), N distinct items are made from the bundled texts (item k
+joins two different texts of the five datasets, so that no two items are the same and no cache can
+help), and `cmalign annotate` (default method, cm_best, from its saved state; a bank fitted on a 5%
+preference sample of CLINC) labels them as a fresh process. Printed as JSON, one object per size:
+  peak_rss_mb          the process's peak resident memory (from the kernel, wait4)
+  items_per_s          N / the whole command's wall time (start, model load, label, write)
+  loop_items_per_s     the labelling loop: items after the first chunk / time after the first line
+  seconds_to_first_line
+  encode_items_per_s   raw encoding of the first 10,000 of the same items by the same model, in this
+                       process (model loaded, empty cache): the floor of what labelling costs
+  ratio_to_encode      items_per_s / encode_items_per_s
+Threads: the command runs with its defaults; set OMP_NUM_THREADS etc. around this script to try others.
+
+    python benchmarks/scale.py --sizes 10000,100000,1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cmalign.data import Budget, bundled_names, load_bundled, protocol_split
+from cmalign.encoder import SentenceEncoder
+
+
+def corpus_texts() -> list[str]:
+    """Every distinct text of the bundled datasets, in a fixed order."""
+    texts: dict[str, None] = {}
+    for name in bundled_names():
+        ds = load_bundled(name)
+        for item in (*(ds.large or ()), *ds.small):
+            texts.setdefault(item.text.strip(), None)
+    return list(texts)
+
+
+def write_corpus(path: Path, texts: list[str], n: int, seed: int = 0) -> None:
+    """``n`` distinct items: item k is texts[a] + " " + texts[b], the (a, b) pairs all different."""
+    rng = np.random.default_rng(seed)
+    m = len(texts)
+    pairs = rng.choice(m * (m - 1), size=n, replace=False)  # distinct ordered pairs, a != b
+    with open(path, "w", encoding="utf-8") as handle:
+        for p in pairs:
+            a, b = divmod(int(p), m - 1)
+            b += b >= a
+            handle.write(json.dumps({"text": f"{texts[a]} {texts[b]}"}, ensure_ascii=False) + "\n")
+
+
+def measure(argv: list[str], out: Path) -> dict:
+    """Wall time, time to the first complete output line and peak RSS of ``python -m cmalign argv``."""
+    out.unlink(missing_ok=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "cmalign", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    first = None
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if first is None and out.exists():
+            with open(out, "rb") as handle:
+                if b"\n" in handle.read(65536):
+                    first = time.perf_counter() - start
+        time.sleep(0.02)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode()
+    if proc.returncode != 0:
+        raise SystemExit(f"cmalign {' '.join(argv)} failed: {err}")
+    return {"wall": wall, "first": first if first is not None else wall, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "stderr": err.strip().splitlines()[-2:]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--work", help="folder for the corpora and outputs (default: a new temporary one)")
+    parser.add_argument("--batch-size", type=int, default=2048, help="annotate's chunk size")
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="cmalign-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    ds = load_bundled("clinc")
+    split = protocol_split(ds, Budget(fraction=0.05), seed=0)
+    (work / "prefs.jsonl").write_text("".join(json.dumps({"text": i.text, "label": i.label}) + "\n"
+                                              for i in split.preference))
+    (work / "labels.txt").write_text("\n".join(ds.labels.labels) + "\n")
+    measure(["fit", str(work / "prefs.jsonl"), "--labels", str(work / "labels.txt"), "-o", str(work / "bank.json")],
+            work / "bank.json")
+    texts = corpus_texts()
+    encoder = SentenceEncoder()
+    for n in (int(s) for s in args.sizes.split(",")):
+        inp, out = work / f"in-{n}.jsonl", work / f"out-{n}.jsonl"
+        write_corpus(inp, texts, n)
+        with open(inp, encoding="utf-8") as handle:
+            sample = [json.loads(next(handle))["text"] for _ in range(min(n, 10_000))]
+        encoder._cache.clear()
+        start = time.perf_counter()
+        encoder.encode(sample)
+        encode_rate = len(sample) / (time.perf_counter() - start)
+        encoder._cache.clear()
+        run = measure(["annotate", str(inp), "--bank", str(work / "bank.json"), "-o", str(out),
+                       "--batch-size", str(args.batch_size)], out)
+        rate = n / run["wall"]
+        loop = (n - min(n, args.batch_size)) / max(run["wall"] - run["first"], 1e-9)
+        print(json.dumps({"items": n, "peak_rss_mb": round(run["peak_rss_mb"], 1), "items_per_s": round(rate, 1),
+                          "loop_items_per_s": round(loop, 1), "seconds_to_first_line": round(run["first"], 1),
+                          "wall_seconds": round(run["wall"], 1), "encode_items_per_s": round(encode_rate, 1),
+                          "ratio_to_encode": round(rate / encode_rate, 3), "cmalign": run["stderr"][-2]}), flush=True)
+        out.unlink(missing_ok=True)
+        inp.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
