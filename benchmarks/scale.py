@@ -1,8 +1,8 @@
 """Labelling a large corpus: memory and speed of the whole `cmalign annotate` command as it grows.
 
-For each size N (default 10k, 100k, 1M), N distinct items are made from the bundled texts (item k
-joins two different texts of the five datasets, so that no two items are the same and no cache can
-help), and `cmalign annotate` (default method, cm_best, from its saved state; a bank fitted on a 5%
+For each size N (default 10k, 100k, 1M), N distinct items are made from the bundled texts (a text
+of the five datasets followed by the first word of another, repeats skipped, so that no two items
+are the same and no cache can help, and the items stay as short as the datasets' own), and `cmalign annotate` (default method, cm_best, from its saved state; a bank fitted on a 5%
 preference sample of CLINC) labels them as a fresh process. Printed as JSON, one object per size:
   peak_rss_mb          the process's peak resident memory (from the kernel, wait4)
   items_per_s          N / the whole command's wall time (start, model load, label, write)
@@ -11,6 +11,9 @@ preference sample of CLINC) labels them as a fresh process. Printed as JSON, one
   encode_items_per_s   raw encoding of the first 10,000 of the same items by the same model, in this
                        process (model loaded, empty cache): the floor of what labelling costs
   ratio_to_encode      items_per_s / encode_items_per_s
+  encode_command_items_per_s, ratio_to_encode_command   (sizes up to 10k) raw encoding as a whole
+                       command too: a fresh process that loads the model, reads the same file and
+                       encodes every text, so both sides pay for starting Python and loading the model
 Threads: the command runs with its defaults; set OMP_NUM_THREADS etc. around this script to try others.
 
     python benchmarks/scale.py --sizes 10000,100000,1000000
@@ -29,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command sets it: both sides measured alike
+
 from cmalign.data import Budget, bundled_names, load_bundled, protocol_split
 from cmalign.encoder import SentenceEncoder
 
@@ -44,22 +49,33 @@ def corpus_texts() -> list[str]:
 
 
 def write_corpus(path: Path, texts: list[str], n: int, seed: int = 0) -> None:
-    """``n`` distinct items: item k is texts[a] + " " + texts[b], the (a, b) pairs all different."""
+    """``n`` distinct items, each a text followed by the first word of another (seeded)."""
     rng = np.random.default_rng(seed)
-    m = len(texts)
-    pairs = rng.choice(m * (m - 1), size=n, replace=False)  # distinct ordered pairs, a != b
+    firsts = [t.split()[0] for t in texts]
+    seen: set[str] = set()
     with open(path, "w", encoding="utf-8") as handle:
-        for p in pairs:
-            a, b = divmod(int(p), m - 1)
-            b += b >= a
-            handle.write(json.dumps({"text": f"{texts[a]} {texts[b]}"}, ensure_ascii=False) + "\n")
+        while len(seen) < n:
+            for a, b in rng.integers(len(texts), size=(min(n - len(seen), 100_000), 2)):
+                text = f"{texts[a]} {firsts[b]}"
+                if text not in seen:
+                    seen.add(text)
+                    handle.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
 
 
-def measure(argv: list[str], out: Path) -> dict:
+RAW_ENCODE = """
+import json, sys
+from cmalign.encoder import SentenceEncoder
+encoder = SentenceEncoder()
+with open(sys.argv[1], encoding="utf-8") as handle:
+    encoder.encode([json.loads(line)["text"] for line in handle])
+"""
+
+
+def measure(argv: list[str], out: Path, program: tuple[str, ...] = ("-m", "cmalign")) -> dict:
     """Wall time, time to the first complete output line and peak RSS of ``python -m cmalign argv``."""
     out.unlink(missing_ok=True)
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "cmalign", *argv], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, *program, *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     first = None
     while True:
@@ -112,10 +128,16 @@ def main() -> None:
                        "--batch-size", str(args.batch_size)], out)
         rate = n / run["wall"]
         loop = (n - min(n, args.batch_size)) / max(run["wall"] - run["first"], 1e-9)
-        print(json.dumps({"items": n, "peak_rss_mb": round(run["peak_rss_mb"], 1), "items_per_s": round(rate, 1),
-                          "loop_items_per_s": round(loop, 1), "seconds_to_first_line": round(run["first"], 1),
-                          "wall_seconds": round(run["wall"], 1), "encode_items_per_s": round(encode_rate, 1),
-                          "ratio_to_encode": round(rate / encode_rate, 3), "cmalign": run["stderr"][-2]}), flush=True)
+        row = {"items": n, "peak_rss_mb": round(run["peak_rss_mb"], 1), "items_per_s": round(rate, 1),
+               "loop_items_per_s": round(loop, 1), "seconds_to_first_line": round(run["first"], 1),
+               "wall_seconds": round(run["wall"], 1), "encode_items_per_s": round(encode_rate, 1),
+               "ratio_to_encode": round(rate / encode_rate, 3)}
+        if n <= 10_000:
+            raw = measure([str(inp)], out, program=("-c", RAW_ENCODE))
+            row |= {"encode_command_items_per_s": round(n / raw["wall"], 1),
+                    "ratio_to_encode_command": round(raw["wall"] / run["wall"], 3),
+                    "encode_command_peak_rss_mb": round(raw["peak_rss_mb"], 1)}
+        print(json.dumps(row | {"cmalign": run["stderr"][-2]}), flush=True)
         out.unlink(missing_ok=True)
         inp.unlink(missing_ok=True)
 

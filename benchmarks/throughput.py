@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command sets it: both sides measured alike
+
 from cmalign.data import Budget, load_bundled, protocol_split
 from cmalign.encoder import SentenceEncoder
 

@@ -17,6 +17,7 @@ and resume point; a dataset per window of the stream would load the model again 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 from collections import deque
@@ -53,6 +54,27 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def _libc_trim():
+    """glibc's ``malloc_trim``, or None where the C library is not glibc."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _libc_trim()
+
+
+def trim_memory() -> None:
+    """Hand the memory freed since the last call back to the system.
+
+    The model's activations differ in size from batch to batch, and glibc keeps what they freed:
+    without this, a process's resident memory crept up chunk after chunk (753 -> 1081 MB over 30k
+    items, most of it free) while Python's own heap stayed flat. It takes about 12 ms a chunk."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
 def default_threads() -> int:
     """``$OMP_NUM_THREADS`` where the user set it, else :func:`usable_cores`."""
     try:
@@ -77,7 +99,9 @@ class _Worker:
         self.labeler = factory()
 
     def label(self, texts: list[str]) -> list[Record]:
-        return self.labeler.method_.records(texts)
+        records = self.labeler.method_.records(texts)
+        trim_memory()
+        return records
 
     def usage(self) -> tuple[int, Usage | None]:
         annotator = self.labeler.annotator

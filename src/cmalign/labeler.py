@@ -30,6 +30,7 @@ from .annotators.base import Annotator
 from .chat.backend import Plan
 from .data.io import Item
 from .encoder import SentenceEncoder
+from .engine import trim_memory
 from .errors import CmalignError, DataError
 from .files import write_atomically
 from .labels import LabelSet
@@ -231,6 +232,7 @@ class Labeler:
         n = 0
         for chunk, records in labelled:
             output.write(chunk, records, self.method)
+            trim_memory()  # memory stays flat however many chunks follow
             tally(outcomes, records)
             n += len(chunk)
             progress(len(chunk))
