@@ -119,8 +119,9 @@ def _engine(args: argparse.Namespace, labeler: Labeler) -> RayEngine | None:
     if args.max_calls is not None:
         raise CmalignError("--max-calls is a guard of one process; with --engine ray each worker would "
                            "spend it in full: drop it, or use --engine local")
+    # each worker computes with this run's thread count: the same numbers as a local run, to the last bit
     return RayEngine(functools.partial(_worker_labeler, args, labeler.method, labeler.portable()),
-                     workers=args.workers, address=args.ray_address)
+                     workers=args.workers, address=args.ray_address, threads=args.threads)
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:

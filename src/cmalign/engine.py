@@ -113,7 +113,10 @@ class RayEngine:
     """Label on Ray: ``factory`` (picklable, no arguments) builds the fitted :class:`Labeler` in
     each worker. ``address`` is a running cluster's (``auto``, ``ray://host:10001``; default
     ``$RAY_ADDRESS``); with neither, a local Ray with ``workers`` CPUs is started for this run and
-    stopped after it. Each worker uses ``threads`` threads (default: one)."""
+    stopped after it. Each worker uses ``threads`` threads (default: one). Matrix products are
+    summed in an order that depends on the thread count, so a worker with the thread count of a
+    local run computes its numbers to the last bit; with another, a confidence can differ in its
+    last printed digit."""
 
     def __init__(self, factory: Callable[[], Labeler], *, workers: int = 2, address: str | None = None,
                  threads: int = 1) -> None:
