@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .annotators.registry import SPECS, BackendOptions, is_chat, make_annotator, make_backend
-from .data import Budget, ItemFile, describe_bundled, load_datasets, parse_seed, read_labelset, read_preferences
+from .data import (Budget, ItemFile, describe_bundled, load_datasets, parse_seed, read_items, read_labelset,
+                   read_preferences)
 from .encoder import default_encoder
 from .engine import RayEngine, default_threads, set_threads, usable_cores
 from .errors import CmalignError
@@ -30,6 +31,8 @@ from .method import METHODS, MemoryBank
 from .output import LabelledOutput, describe
 from .prompting import Decoding, Prompts
 from .prompting.strategies import STRATEGIES, check_strategies
+from .review import least_confident, out_of_fold, preference_rows, ranked, write_review
+from .select import SELECTORS, check_selectors, choose, write_to_label
 
 EXIT_USAGE = 2
 
@@ -166,6 +169,60 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bank_labeler(args: argparse.Namespace, bank: MemoryBank, encoder) -> Labeler:
+    annotator = _annotator(args, encoder, pool=([s.text for s in bank.samples], [s.label for s in bank.samples]))
+    return Labeler.load(args.bank, annotator, args.method, encoder=encoder, bank=bank)
+
+
+def _no_dry_run(args: argparse.Namespace) -> None:
+    if args.dry_run:
+        raise CmalignError(f"--dry-run plans annotate and fit; '{args.command}' has no dry run")
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    _no_dry_run(args)
+    if args.n < 1:
+        raise CmalignError(f"--n {args.n}: must be at least 1")
+    if Path(os.path.realpath(args.output)).exists() and not args.overwrite:
+        raise CmalignError(f"{args.output}: exists already: --overwrite to replace it")
+    writable_target(args.output)
+    bank = MemoryBank.load(args.bank) if args.bank else None
+    pool = read_items(args.pool, text_field=args.text_field, label_field=args.label_field)
+    encoder = default_encoder(args.device)
+    labeler = _bank_labeler(args, bank, encoder) if bank is not None else None
+    chosen = choose(pool, min(args.n, len(pool)), encoder, labeler=labeler, selector=args.selector, seed=args.seed)
+    write_to_label(args.output, chosen, overwrite=args.overwrite)
+    how = args.selector if args.selector != "auto" else ("uncertain" if bank is not None else "cover")
+    _say(f"chose {len(chosen)} of {len(pool)} items ({how}); fill in their label, then 'cmalign fit {args.output}'")
+    _say(f"wrote {args.output}")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    _no_dry_run(args)
+    if args.n < 0:
+        raise CmalignError(f"--n {args.n}: must be at least 0")
+    if Path(os.path.realpath(args.output)).exists() and not args.overwrite:
+        raise CmalignError(f"{args.output}: exists already: --overwrite to replace it")
+    writable_target(args.output)
+    bank = MemoryBank.load(args.bank)
+    if not bank.samples:
+        raise CmalignError(f"{args.bank}: this bank holds only counts; a review needs the preference samples "
+                           "(refit it with 'cmalign fit')")
+    labelled = least_confident(args.labelled, args.n) if args.labelled else []  # a bad file fails before the model
+    encoder = default_encoder(args.device)
+    labeler = _bank_labeler(args, bank, encoder)
+    probs = out_of_fold(labeler.method, labeler.annotator, encoder, [s.text for s in bank.samples],
+                        [s.label for s in bank.samples], bank.labels, folds=args.folds, seed=args.seed)
+    flagged, agreed = preference_rows(bank, probs)
+    rows = ranked(flagged, labelled, agreed)
+    write_review(args.output, rows)
+    _say(f"{len(flagged)} of {len(bank.samples)} preference samples look mislabelled (out-of-fold "
+         f"{labeler.method} prefers another label); {len(labelled)} least confident labelled items")
+    _say(f"wrote {args.output}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     budgets = [Budget.parse(b) for b in _split_list(args.budget or ["0.01,0.05"])]
     seeds = [parse_seed(s) for s in _split_list(args.seed or ["0,1"])]
@@ -176,13 +233,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              label_field=args.label_field)
     encoder = default_encoder(args.device)
     backend = _annotator(args, encoder, backend_only=True)
+    selections = check_selectors(_split_list(args.select or ["random"]))
     runs = [(d, b, s) for d in datasets for b in budgets for s in seeds]
     results = []
     try:
         for result in tqdm(run_bench(runs, encoder, annotator=None if backend else _annotator(args, encoder),
                                      backend=backend, strategies=strategies, limit=args.limit, prompts=_prompts(args),
-                                     k=args.shots, decoding=Decoding(args.temperature, args.top_p, args.llm_seed)),
-                           total=len(runs), desc="bench", unit="run", disable=not _progress()):
+                                     k=args.shots, decoding=Decoding(args.temperature, args.top_p, args.llm_seed),
+                                     selections=selections),
+                           total=len(runs) * len(selections), desc="bench", unit="run", disable=not _progress()):
             results.append(result)
             if args.json:
                 print(json.dumps(result.to_json()), flush=True)
@@ -263,6 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
                      "$RAY_ADDRESS, else a local Ray started for this run)")
     run.add_argument("--threads", type=int, help="threads for the model and linear algebra in this process "
                      f"(default: $OMP_NUM_THREADS where set, else the cores it may use: here {usable_cores()})")
+    p = command("select", cmd_select, "unlabelled pool -> the items to label next (JSONL/CSV with a label to fill)")
+    p.add_argument("pool", help="JSONL or CSV with a text per item")
+    p.add_argument("--n", type=int, required=True, help="how many items to choose")
+    p.add_argument("-o", "--output", required=True, help="where to write them (.jsonl, .csv or .tsv)")
+    p.add_argument("--bank", help="the bank of the labels given so far (then: where the method is least sure)")
+    p.add_argument("--selector", choices=("auto", *SELECTORS), default="auto", help="auto: cover without a bank, "
+                   "uncertain with one (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0): the same seed, the same choice")
+    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    p = command("review", cmd_review, "bank (and an annotate output) -> ranked file of what a person should check")
+    p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
+    p.add_argument("--labelled", help="an annotate output: its least confident items are added")
+    p.add_argument("--n", type=int, default=100, help="least confident labelled items to add (default: 100)")
+    p.add_argument("--folds", type=int, default=5, help="cross-fitting folds (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fold splits (default: 0)")
+    p.add_argument("-o", "--output", required=True, help="where to write the review (JSONL)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     p = command("bench", cmd_bench, "the paper's protocol: datasets x budgets x seeds -> accuracy table",
                 strategy=False)
     where = p.add_mutually_exclusive_group()
@@ -275,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate on a seeded subset of this many items (slow annotators)")
     p.add_argument("--strategies", action="append", metavar="LIST", help=f"chat models: strategies to compare "
                    f"({','.join(STRATEGIES)}; default: vanilla); each gives X, X+cm and X+cm_remap")
+    p.add_argument("--select", action="append", metavar="LIST", help=f"how the preference sample is drawn: "
+                   f"{', '.join(SELECTORS)} or all (default: random, the paper's protocol); each run per selector")
     p = command("prompts", cmd_prompts, "print the prompt templates (TOML) to edit and pass with --prompts",
                 model=False)
     p.add_argument("--prompts", metavar="FILE", help="show the defaults with this file's templates applied")

@@ -183,12 +183,19 @@ def protocol_split(dataset: Dataset, budget: Budget, seed: int, limit: int | Non
         raise DataError(f"budget {budget} asks for {n} preference samples but {dataset.name!r} has "
                         f"{room} to draw from")
     rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(len(pool), size=n, replace=False))
+    return split_from(dataset, np.sort(rng.choice(len(pool), size=n, replace=False)), seed, limit)
+
+
+def split_from(dataset: Dataset, chosen: Sequence[int], seed: int, limit: int | None = None) -> Split:
+    """The split whose preference sample is the pool items at ``chosen`` (sorted indices into
+    ``large``, else into ``small``, whose other items are then the evaluation set); ``limit`` as in
+    :func:`protocol_split`."""
+    pool = dataset.large if dataset.large is not None else dataset.small
     preference = tuple(pool[i] for i in chosen)
     if dataset.large is not None:
         evaluation = dataset.small
     else:
-        taken = set(chosen.tolist())
+        taken = set(int(i) for i in chosen)
         evaluation = tuple(item for i, item in enumerate(pool) if i not in taken)
     if limit is not None and limit < len(evaluation):
         # a stream of its own, so the subset does not shift the preference sample

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -9,14 +10,15 @@ import numpy as np
 
 from ..annotators.base import Annotator
 from ..chat.backend import ChatBackend
-from ..data.datasets import Budget, Dataset, Split, protocol_split
+from ..data.datasets import Budget, Dataset, Split, protocol_split, split_from
 from ..encoder import SentenceEncoder
 from ..labels import LabelSet
 from ..method.base import Method
-from ..method.registry import METHODS
+from ..method.registry import METHODS, default_method, make_method
 from ..errors import DataError
 from ..prompting import ChatAnnotator, Decoding, ExampleRetriever, Prompts
 from ..prompting.strategies import check_strategies
+from ..select import check_selectors, select
 from .metrics import accuracy, expected_calibration_error
 
 
@@ -46,6 +48,7 @@ class RunResult:
     n_eval: int
     methods: dict[str, MethodResult]
     usage: dict | None = None  # a chat backend's requests, cache hits and tokens sent in this run
+    selection: str = "random"  # how the preference sample was drawn (cmalign.select)
 
     def to_json(self) -> dict:
         def method(m: MethodResult) -> dict:
@@ -57,30 +60,69 @@ class RunResult:
 
         return {
             "dataset": self.dataset, "budget": self.budget, "seed": self.seed, "annotator": self.annotator,
-            "n_preference": self.n_preference, "n_eval": self.n_eval,
+            "n_preference": self.n_preference, "n_eval": self.n_eval, "selection": self.selection,
             "methods": {name: method(m) for name, m in self.methods.items()},
         } | ({} if self.usage is None else {"usage": self.usage})
 
 
 def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Annotator, encoder: SentenceEncoder,
-                 *, limit: int | None = None) -> RunResult:
-    """Draw the preference sample, fit every method the annotator can feed on it, and score each
-    on the evaluation items.
+                 *, limit: int | None = None, selection: str = "random") -> RunResult:
+    """Draw the preference sample (by ``selection``: see :func:`selected_split`), fit every method
+    the annotator can feed on it, and score each on the evaluation items.
 
     The annotator's answers on the preference samples and on the evaluation items are made once
     and shared by every method (each is charged the calls it needs); kNN, the regression and the
     score-based methods read texts through ``encoder``, whatever the annotator is.
     """
-    split = protocol_split(dataset, budget, seed, limit)
+    split = selected_split(dataset, budget, seed, selection, annotator, encoder, limit=limit)
     methods = _run_methods(split, dataset.labels, annotator, encoder, [n for n in METHODS if
                                                                        METHODS[n].usable_with(annotator)])
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=annotator.identity,
-                     n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods)
+                     n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods,
+                     selection=selection)
+
+
+def selected_split(dataset: Dataset, budget: Budget, seed: int, selection: str, annotator: Annotator | None,
+                   encoder: SentenceEncoder, *, limit: int | None = None) -> Split:
+    """The protocol's split with the preference sample drawn by a selector, the gold labels standing
+    in for the user: ``random`` is the paper's split itself; ``cover`` picks the whole budget from the
+    pool's embeddings; ``uncertain`` is the loop a user runs, half the budget by ``cover``, labelled,
+    then the rest where the default method fitted on that half is least sure. Without a ``large``
+    pool, the sample comes from ``small`` and the rest of it is evaluated, as in the protocol."""
+    if selection == "random":
+        return protocol_split(dataset, budget, seed, limit)
+    pool = dataset.large if dataset.large is not None else dataset.small
+    n = budget.size(len(pool))
+    room = len(pool) if dataset.large is not None else len(pool) - 1
+    if n > room:
+        raise DataError(f"budget {budget} asks for {n} preference samples but {dataset.name!r} has "
+                        f"{room} to draw from")
+    vectors = encoder.encode([item.text for item in pool])
+    if selection == "cover":
+        chosen = select("cover", n, len(pool), seed=seed, vectors=lambda: vectors)
+    else:
+        chosen = select("cover", n // 2, len(pool), seed=seed, vectors=lambda: vectors)
+        rest = np.setdiff1d(np.arange(len(pool)), chosen)
+        method = _fitted_default([pool[i] for i in chosen], dataset.labels, annotator, encoder)
+        rest_texts = [pool[i].text for i in rest]
+        probabilities = lambda: (method.predict_proba(rest_texts), method.classes_)  # noqa: E731
+        more = select("uncertain", n - len(chosen), len(rest), seed=seed, vectors=lambda: vectors[rest],
+                      probabilities=probabilities, labelled=[pool[i].label for i in chosen])
+        chosen = np.sort(np.concatenate([chosen, rest[more]]))
+    return split_from(dataset, chosen, seed, limit)
+
+
+def _fitted_default(items, labels: LabelSet, annotator: Annotator | None, encoder: SentenceEncoder) -> Method:
+    """The method ``annotate`` would use with this annotator (the regression for a chat model, which
+    would otherwise be asked about the whole pool), fitted on ``items``."""
+    name = default_method(annotator) if annotator is not None and annotator.has_scores else "logreg"
+    return make_method(name, annotator, encoder).fit([item.text for item in items], [item.label for item in items],
+                                                     label_set=labels)
 
 
 def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBackend, strategies: Sequence[str],
                    encoder: SentenceEncoder, *, limit: int | None = None, prompts: Prompts | None = None,
-                   decoding: Decoding | None = None, k: int = 5) -> RunResult:
+                   decoding: Decoding | None = None, k: int = 5, selection: str = "random") -> RunResult:
     """Each prompting strategy X alone and with every method it can feed (``X+cm`` the paper's rule,
     ``X+cm_remap`` ours), and the baselines that ask no annotator.
 
@@ -88,7 +130,7 @@ def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBac
     Calls and tokens are what each method asked for (cache hits included: its cost on a cold
     cache); ``usage`` says what the backend really sent in this run.
     """
-    split = protocol_split(dataset, budget, seed, limit)
+    split = selected_split(dataset, budget, seed, selection, None, encoder, limit=limit)
     pref_texts, pref_labels, _, _ = _columns(split)
     retriever = ExampleRetriever(encoder, pref_texts, pref_labels)
     before = backend.usage.to_json()
@@ -102,27 +144,30 @@ def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBac
     usage = {name: value - before[name] for name, value in backend.usage.to_json().items()}
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=backend.model_id,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods,
-                     usage=usage)
+                     usage=usage, selection=selection)
 
 
 def run_bench(runs: Sequence[tuple[Dataset, Budget, int]], encoder: SentenceEncoder, *,
               annotator: Annotator | None = None, backend: ChatBackend | None = None,
               strategies: Sequence[str] = (), limit: int | None = None, prompts: Prompts | None = None,
-              decoding: Decoding | None = None, k: int = 5) -> Iterator[RunResult]:
-    """Each (dataset, budget, seed) in turn: :func:`run_protocol` for a scoring ``annotator``, or
-    :func:`run_strategies` (default: vanilla) for a chat ``backend``."""
+              decoding: Decoding | None = None, k: int = 5,
+              selections: Sequence[str] = ("random",)) -> Iterator[RunResult]:
+    """Each (dataset, budget, seed) in turn, the preference sample drawn by each of ``selections``:
+    :func:`run_protocol` for a scoring ``annotator``, or :func:`run_strategies` (default: vanilla)
+    for a chat ``backend``."""
     check_strategies(strategies)
+    selections = check_selectors(selections)
     if limit is not None and limit < 1:
         raise DataError(f"--limit {limit} is below 1")
     if (annotator is None) == (backend is None):
         raise ValueError("give a scoring annotator or a chat backend")
-    for dataset, budget, seed in runs:
+    for (dataset, budget, seed), selection in itertools.product(runs, selections):
         encoder.reserve(len(dataset.large or ()) + len(dataset.small))  # each run reads the whole dataset again
         if backend is not None:
             yield run_strategies(dataset, budget, seed, backend, strategies or ["vanilla"], encoder, limit=limit,
-                                 prompts=prompts, decoding=decoding, k=k)
+                                 prompts=prompts, decoding=decoding, k=k, selection=selection)
         else:
-            yield run_protocol(dataset, budget, seed, annotator, encoder, limit=limit)
+            yield run_protocol(dataset, budget, seed, annotator, encoder, limit=limit, selection=selection)
 
 
 def _run_methods(split: Split, labels: LabelSet, annotator: Annotator | None, encoder: SentenceEncoder,

@@ -1,0 +1,159 @@
+"""What a person should look at: the user's own labels that look wrong, and the least sure labels.
+
+Two kinds of row, in one ranked file a person works through from the top:
+
+- ``preference``: every preference sample of the bank, with the method's *out-of-fold* prediction for
+  it (fitted without that sample, over repeated k-fold splits, probabilities averaged). A sample whose
+  given label gets a low out-of-fold probability while the method consistently prefers another is
+  likely mislabelled (the "self-confidence" ranking of confident learning, as cleanlab ranks label
+  issues). Those where the method disagrees come first, least probable given label first; the rest
+  go last, so the file also holds an honest held-out estimate of accuracy and calibration for
+  ``cmalign report``.
+- ``labelled``: the ``n`` least confident items of an ``annotate`` output (read streaming, a heap of
+  ``n`` kept), least confident first, between the two.
+
+Every row: ``rank``, ``kind``, ``line`` (a preference sample's 1-based position in the bank; a
+labelled item's line in the annotate input), ``text``, ``label`` (the user's label; for a labelled
+item, the method's), ``suggested`` (the out-of-fold prediction; for a labelled item, its label),
+``confidence`` (the probability of ``suggested``), ``given_probability`` (the out-of-fold probability of
+the user's label; preference rows only) and ``reason``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .annotators.base import Annotator
+from .encoder import SentenceEncoder
+from .errors import DataError
+from .files import write_atomically
+from .labels import LabelSet
+from .method.bank import MemoryBank
+from .method.registry import make_method
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    rank: int
+    kind: str
+    line: int
+    text: str
+    label: str
+    suggested: str
+    confidence: float
+    given_probability: float | None
+    reason: str
+
+
+def out_of_fold(method: str, annotator: Annotator, encoder: SentenceEncoder | None, texts: Sequence[str],
+                y: Sequence[str], label_set: LabelSet, *, folds: int = 5, repeats: int = 2,
+                seed: int = 0) -> np.ndarray:
+    """p(label | text) for each sample from ``method`` fitted without it: ``repeats`` shuffled
+    ``folds``-fold splits, averaged. Columns in ``label_set`` order. The annotator is asked about
+    each text once."""
+    texts, y = list(texts), list(y)
+    if len(texts) < folds:
+        raise DataError(f"{len(texts)} preference samples: a review needs at least {folds}")
+    answers = annotator.annotate(texts, label_set)
+    total = np.zeros((len(texts), len(label_set)))
+    for repeat in range(repeats):
+        order = np.random.default_rng([seed, repeat]).permutation(len(texts))
+        for held in np.array_split(order, folds):
+            train = np.setdiff1d(order, held)
+            fitted = make_method(method, annotator, encoder).fit(
+                [texts[i] for i in train], [y[i] for i in train], label_set=label_set,
+                answers=[answers[i] for i in train])
+            probs = fitted.predict_proba([texts[i] for i in held], answers=[answers[i] for i in held])
+            columns = [label_set.index(c) for c in fitted.classes_]
+            total[np.ix_(held, columns)] += probs
+    return total / repeats
+
+
+def preference_rows(bank: MemoryBank, probs: np.ndarray) -> tuple[list[ReviewRow], list[ReviewRow]]:
+    """The bank's samples as review rows: (those whose out-of-fold prediction is another label, the
+    least probable given label first; the others, the most probable first)."""
+    labels = bank.labels
+    flagged, agreed = [], []
+    for i, sample in enumerate(bank.samples):
+        best = int(probs[i].argmax())
+        given = round(float(probs[i, labels.index(sample.label)]), 4)
+        suggested, confidence = labels.labels[best], round(float(probs[i, best]), 4)
+        if suggested != sample.label:
+            reason = f"out of fold the method prefers {suggested!r} ({confidence:.2f}) to the given label ({given:.2f})"
+            flagged.append((given, ReviewRow(0, "preference", i + 1, sample.text, sample.label, suggested,
+                                             confidence, given, reason)))
+        else:
+            agreed.append((-given, ReviewRow(0, "preference", i + 1, sample.text, sample.label, suggested,
+                                             confidence, given, "agrees out of fold")))
+    by_key = lambda pair: pair[0]  # noqa: E731  (stable: ties keep the bank's order)
+    return [row for _, row in sorted(flagged, key=by_key)], [row for _, row in sorted(agreed, key=by_key)]
+
+
+def least_confident(path: str | Path, n: int) -> list[ReviewRow]:
+    """The ``n`` least confident items of an ``annotate`` output, least confident first. The file is
+    read a line at a time; only the ``n`` are kept."""
+    path = Path(path)
+    heap: list[tuple[float, int, dict]] = []  # max-heap by confidence (negated)
+    for number, row in _lines(path):
+        confidence = row.get("confidence")
+        if not isinstance(confidence, (int, float)):
+            raise DataError("has no confidence (annotate it with a method that gives probabilities, "
+                            "e.g. cm_best)", path, number)
+        entry = (-float(confidence), -number, row)
+        if len(heap) < n:
+            heapq.heappush(heap, entry)
+        elif entry > heap[0]:
+            heapq.heapreplace(heap, entry)
+    ordered = sorted(heap, key=lambda e: (-e[0], -e[1]))
+    return [ReviewRow(0, "labelled", int(row.get("line", -line)), str(row.get("text", "")), str(row["label"]),
+                      str(row["label"]), round(-conf, 4), None, _why(row))
+            for conf, line, row in ordered]
+
+
+def _why(row: dict) -> str:
+    answer = row.get("annotator_label")
+    if answer is not None and answer != row["label"]:
+        return f"low confidence; the annotator said {answer!r}"
+    return "low confidence"
+
+
+def _lines(path: Path) -> Iterator[tuple[int, dict]]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"not valid JSON ({exc.msg})", path, number) from None
+                if not isinstance(row, dict) or not isinstance(row.get("label"), str):
+                    raise DataError("not a labelled line (a JSON object with a \"label\")", path, number)
+                yield number, row
+    except FileNotFoundError:
+        raise DataError("no such file", path) from None
+    except IsADirectoryError:
+        raise DataError("is a folder, not a file", path) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
+
+
+def ranked(flagged: list[ReviewRow], labelled: list[ReviewRow], agreed: list[ReviewRow]) -> list[ReviewRow]:
+    """The review file's order: suspected wrong preference labels, doubtful labelled items, the rest."""
+    rows = [*flagged, *labelled, *agreed]
+    return [ReviewRow(**(asdict(row) | {"rank": rank})) for rank, row in enumerate(rows, start=1)]
+
+
+def write_review(path: str | Path, rows: Sequence[ReviewRow]) -> None:
+    """The review file (JSONL, one row a line, in rank order), written atomically."""
+    def write(handle) -> None:
+        for row in rows:
+            handle.write((json.dumps(asdict(row), ensure_ascii=False) + "\n").encode("utf-8"))
+
+    write_atomically(path, write)
