@@ -11,7 +11,7 @@ import pytest
 
 from cmalign import DataError, LabelSet, MemoryBank
 from cmalign.cli import main
-from cmalign.data import iter_items, load_bundled, read_items, read_preferences
+from cmalign.data import iter_items, load_bundled, load_folder, read_items, read_preferences
 from cmalign.data import io as data_io
 
 
@@ -123,6 +123,13 @@ def test_parquet_rows_are_numbered_across_batches_and_row_groups(tmp_path, monke
     pq.write_table(pa.table({"text": texts, "label": ["a", "b"] * 5 + ["a"]}), tmp_path / "t.parquet", row_group_size=3)
     items = read_items(tmp_path / "t.parquet", require_labels=True)
     assert [(i.text, i.line) for i in items] == [(t, n) for n, t in enumerate(texts, start=1)]
+
+
+def test_bench_data_folder_may_hold_parquet(tmp_path):
+    pq.write_table(pa.table({"text": ["a", "b", "c"], "label": ["x", "y", "x"]}), tmp_path / "small.parquet")
+    ds = load_folder(tmp_path)
+    assert [(i.text, i.label, i.line) for i in ds.small] == [("a", "x", 1), ("b", "y", 2), ("c", "x", 3)]
+    assert ds.large is None and ds.labels == LabelSet(("x", "y"))
 
 
 def test_parquet_without_the_text_column_names_the_column(tmp_path):
