@@ -1,6 +1,7 @@
 """Parquet input, ``cmalign export`` and Label Studio exports read back, on a real annotate output."""
 
 import csv
+import datetime
 import json
 import sys
 import xml.etree.ElementTree as ET
@@ -13,6 +14,7 @@ from cmalign import DataError, LabelSet, MemoryBank
 from cmalign.cli import main
 from cmalign.data import iter_items, load_bundled, load_folder, read_items, read_preferences
 from cmalign.data import io as data_io
+from cmalign.interchange import export
 
 
 def run(capsys, *argv):
@@ -201,6 +203,17 @@ def test_export_of_a_line_without_text_writes_nothing(capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.jsonl", "l.jsonl"]
 
 
+def test_export_from_parquet_writes_dates_as_text_and_names_rows(tmp_path):
+    day = datetime.date(2026, 11, 27)
+    pq.write_table(pa.table({"text": ["a", "b"], "label": ["x", "y"], "seen": [day, day]}), tmp_path / "in.parquet")
+    assert main(["export", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out.jsonl")]) == 0
+    assert [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()] == [
+        {"text": "a", "label": "x", "seen": "2026-11-27"}, {"text": "b", "label": "y", "seen": "2026-11-27"}]
+    pq.write_table(pa.table({"text": ["a", " "]}), tmp_path / "blank.parquet")
+    with pytest.raises(DataError, match=r"blank.parquet: row 2: the text field 'text' is empty"):
+        export(tmp_path / "blank.parquet", tmp_path / "blank.json")
+
+
 def test_export_with_a_label_set_lists_all_its_labels_and_checks_the_data(capsys, tmp_path):
     source = write_jsonl(tmp_path / "l.jsonl", [{"text": "a", "label": "Billing"}, {"text": "b", "label": "ops"}])
     (tmp_path / "labels.txt").write_text("ops\nbilling\nlegal\n")
@@ -228,8 +241,8 @@ def annotation(label, *, cancelled=False, created=None, updated=None, id=None):
 
 
 def test_a_cancelled_annotation_does_not_count(tmp_path):
-    export = tmp_path / "export.json"
-    export.write_text(json.dumps([
+    project = tmp_path / "export.json"
+    project.write_text(json.dumps([
         task("first", annotation("pos", created="2026-01-01T10:00:00Z"),
              annotation("neg", cancelled=True, created="2026-01-02T10:00:00Z")),
         task("second", annotation("neg", created="2026-01-03T10:00:00Z", updated="2026-01-05T10:00:00Z"),
@@ -237,12 +250,12 @@ def test_a_cancelled_annotation_does_not_count(tmp_path):
         task("third", annotation("pos"), annotation("neg")),  # no time stamps: the list's order
         task("fourth", annotation("neg", cancelled=True)),
     ]))
-    items = read_items(export)
+    items = read_items(project)
     assert [(i.text, i.label, i.line) for i in items] == [("first", "pos", 1), ("second", "neg", 2),
                                                          ("third", "neg", 3), ("fourth", None, 4)]
     with pytest.raises(DataError, match=r"export.json: task 4: has no annotation"):
-        read_items(export, require_labels=True)
-    preferences = read_preferences(export)
+        read_items(project, require_labels=True)
+    preferences = read_preferences(project)
     assert [i.line for i in preferences.items] == [1, 2, 3] and preferences.unannotated == 1
 
 

@@ -20,7 +20,7 @@ import gzip
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +39,7 @@ OBJECT = "text"  # its <Text name=...>, the to_name
 CONFIG_SUFFIX = ".label-config.xml"
 PREDICTED = ("label", "method", "confidence")  # the fields a Label Studio prediction holds
 BATCH_ROWS = 10_000  # rows held at a time while writing Parquet: one row group each
+Rows = Callable[[], Iterator[tuple[int, dict]]]  # reads the input afresh at each call: (line, record) pairs
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def export(source: str | Path, target: str | Path, *, fmt: str | None = None, la
         _check_target(path, source, overwrite)
     count = [0]
 
-    def rows() -> Iterator[tuple[int, dict]]:
+    def rows() -> Iterator[tuple[int, dict]]:  # a Rows
         """The input's (line, record) pairs, each with a text, read afresh at each call; an error
         (a line without a text, an empty file) stops the write and leaves no file."""
         count[0] = 0
@@ -136,12 +137,17 @@ def _text_field(record: dict, source: Path, number: int) -> str:
     return key
 
 
-def _write_jsonl(rows, handle: BinaryIO, source: Path) -> None:
+def _json(value: Any) -> str:
+    """JSON text; what JSON has no type for (a Parquet input's dates, decimals) is written as text."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _write_jsonl(rows: Rows, handle: BinaryIO, source: Path) -> None:
     for _, record in rows():
-        handle.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        handle.write((_json(record) + "\n").encode("utf-8"))
 
 
-def _write_csv(rows, handle: BinaryIO, source: Path) -> None:
+def _write_csv(rows: Rows, handle: BinaryIO, source: Path) -> None:
     """Columns in order of first appearance (a field a line lacks is an empty cell); strings as
     they are, anything else as JSON (a list of candidates reads back with ``json.loads``)."""
     columns: dict[str, None] = {}
@@ -152,7 +158,7 @@ def _write_csv(rows, handle: BinaryIO, source: Path) -> None:
     writer.writeheader()
     for _, record in rows():
         writer.writerow({key: "" if value is None else value if isinstance(value, str)
-                         else json.dumps(value, ensure_ascii=False) for key, value in record.items()})
+                         else _json(value) for key, value in record.items()})
     text.flush()
     text.detach()  # the handle stays open for write_atomically to sync
 
@@ -177,7 +183,7 @@ def _pyarrow(doing: str):
     return pa, pq
 
 
-def _batches(rows) -> Iterator[list[tuple[int, dict]]]:
+def _batches(rows: Rows) -> Iterator[list[tuple[int, dict]]]:
     batch = []
     for row in rows():
         batch.append(row)
@@ -188,7 +194,7 @@ def _batches(rows) -> Iterator[list[tuple[int, dict]]]:
         yield batch
 
 
-def _write_parquet(rows, handle: BinaryIO, source: Path) -> None:
+def _write_parquet(rows: Rows, handle: BinaryIO, source: Path) -> None:
     """One row group per batch of rows, with the schema of the whole file: a first pass finds each
     field's type (a field that is a number on one line and a string on another is an error naming
     both lines; integers and fractions together are fractions), the second writes."""
@@ -229,7 +235,7 @@ class _TasksWriter:
         self.seen: dict[str, None] = {}
         self.text_key = OBJECT
 
-    def write(self, rows, handle: BinaryIO) -> None:
+    def write(self, rows: Rows, handle: BinaryIO) -> None:
         handle.write(b"[")
         count = 0
         for number, record in rows():
@@ -239,7 +245,7 @@ class _TasksWriter:
             if label is not None:
                 self.seen.setdefault(label)
             handle.write(b",\n" if count else b"\n")
-            handle.write(json.dumps(_task(record, number, label), ensure_ascii=False).encode("utf-8"))
+            handle.write(_json(_task(record, number, label)).encode("utf-8"))
             count += 1
         handle.write(b"\n]\n")
 
