@@ -26,6 +26,7 @@ from .engine import RayEngine, default_threads, set_threads, usable_cores
 from .errors import CmalignError
 from .evaluation import format_table, run_bench
 from .files import writable_target
+from .interchange import FORMATS, config_path, export
 from .labeler import Labeler
 from .method import METHODS, MemoryBank
 from .output import LabelledOutput, describe
@@ -80,8 +81,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     writable_target(args.output)  # a bad -o fails before any model is loaded
-    items, label_set = read_preferences(args.preferences, text_field=args.text_field, label_field=args.label_field,
-                                        labels_path=args.labels)
+    preferences = read_preferences(args.preferences, text_field=args.text_field, label_field=args.label_field,
+                                   labels_path=args.labels)
+    items, label_set = preferences.items, preferences.labels
     texts, y = [i.text for i in items], [i.label for i in items]
     encoder = default_encoder(args.device)
     annotator = _annotator(args, encoder, pool=(texts, y))
@@ -94,7 +96,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     finally:
         _usage(annotator)
     written = labeler.save(args.output)
-    _say(f"fitted {labeler.method} on {len(items)} preference samples, {len(label_set)} labels: "
+    skipped = (f" ({preferences.unannotated} Label Studio tasks without an annotation left out)"
+               if preferences.unannotated else "")
+    _say(f"fitted {labeler.method} on {len(items)} preference samples{skipped}, {len(label_set)} labels: "
          f"{labeler.bank_.describe()}")
     _say(f"wrote {', '.join(str(p) for p in written)}")
     return 0
@@ -252,6 +256,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    labels = read_labelset(args.labels) if args.labels else None
+    done = export(args.input, args.output, fmt=args.format, labels=labels, labels_source=args.labels,
+                  overwrite=args.overwrite)
+    _say(f"exported {done.items} items as {done.format}")
+    _say(f"wrote {', '.join(str(p) for p in done.paths)}")
+    return 0
+
+
 def cmd_prompts(args: argparse.Namespace) -> int:
     print(_prompts(args).to_toml(), end="")
     return 0
@@ -302,11 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("datasets", cmd_datasets, "list the bundled datasets", model=False)
     p = command("fit", cmd_fit, "preference file (the user's labels) -> memory bank file (and the method's state)")
-    p.add_argument("preferences", help="JSONL or CSV with a text and a label per item")
+    p.add_argument("preferences", help="JSONL, CSV or Parquet with a text and a label per item, or a Label "
+                   "Studio JSON export (its annotated tasks)")
     p.add_argument("-o", "--output", required=True, help="where to write the bank (JSON)")
     p.add_argument("--labels", help="label-set file (one label a line; default: the labels in the data)")
     p = command("annotate", cmd_annotate, "unlabelled file -> JSONL of labels, using a bank")
-    p.add_argument("input", help="JSONL or CSV with a text per item")
+    p.add_argument("input", help="JSONL, CSV or Parquet with a text per item, or a Label Studio JSON export")
     p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
     p.add_argument("-o", "--output", required=True, help="where to write the labelled JSONL")
     p.add_argument("--labels", help="label-set file; must match the bank's")
@@ -353,6 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
                    f"({','.join(STRATEGIES)}; default: vanilla); each gives X, X+cm and X+cm_remap")
     p.add_argument("--select", action="append", metavar="LIST", help=f"how the preference sample is drawn: "
                    f"{', '.join(SELECTORS)} or all (default: random, the paper's protocol); each run per selector")
+    p = command("export", cmd_export, "labelled JSONL (annotate's output) -> Parquet, CSV, JSONL or Label Studio "
+                "tasks", model=False)
+    p.add_argument("input", help="labelled JSONL, e.g. what 'cmalign annotate' wrote")
+    p.add_argument("-o", "--output", required=True, help="where to write the export; .json is a Label Studio tasks "
+                   f"file (its labelling config goes beside it, as {config_path('OUT.json')})")
+    p.add_argument("--format", choices=FORMATS, help="the format (default: from the output's suffix: .parquet, "
+                   ".csv, .jsonl, .json)")
+    p.add_argument("--labels", help="label-set file: the Label Studio choices (default: the labels in the data)")
+    p.add_argument("--overwrite", action="store_true", help="the output exists: replace it")
     p = command("prompts", cmd_prompts, "print the prompt templates (TOML) to edit and pass with --prompts",
                 model=False)
     p.add_argument("--prompts", metavar="FILE", help="show the defaults with this file's templates applied")

@@ -14,19 +14,25 @@ class CmalignError(Exception):
 
 
 class DataError(CmalignError):
-    """A data, label or bank file is malformed or does not fit the rest of the input."""
+    """A data, label or bank file is malformed or does not fit the rest of the input.
+
+    ``line`` is where in the file, counted in ``unit``: a text file's line (``FILE:3:``, as an
+    editor shows it) by default, or a ``row`` of a Parquet file or a ``task`` of a Label Studio
+    export (``FILE: row 3:``), whose numbers no editor shows as lines.
+    """
 
     def __init__(self, problem: str, path: str | Path | None = None, line: int | None = None,
-                 column: str | None = None) -> None:
+                 column: str | None = None, unit: str | None = None) -> None:
         self.problem = problem
         self.path = None if path is None else str(path)
         self.line = line
         self.column = column
+        self.unit = unit
         where = ""
         if self.path is not None:
             where = self.path
             if line is not None:
-                where += f":{line}"
+                where += f":{line}" if unit is None else f": {unit} {line}"
             if column is not None:
                 where += f" (column {column!r})"
             where += ": "

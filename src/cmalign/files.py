@@ -45,3 +45,6 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> N
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write ({exc.strerror or exc})", path) from None
+    except BaseException:  # a writer that found bad input half-way (or ^C) leaves no temporary file either
+        tmp.unlink(missing_ok=True)
+        raise

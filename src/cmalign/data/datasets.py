@@ -115,7 +115,8 @@ def load_bundled(name: str) -> Dataset:
 
 def load_folder(folder: str | Path, *, text_field: str | None = None,
                 label_field: str | None = None) -> Dataset:
-    """Load a user's folder holding ``large.jsonl`` and/or ``small.jsonl`` (or .csv) with labels.
+    """Load a user's folder holding ``large.jsonl`` and/or ``small.jsonl`` (or .csv, .tsv, .parquet)
+    with labels.
 
     With only one of the two files, it plays the part of ``small``: the preference sample is drawn
     from it and the rest is evaluated.
@@ -125,7 +126,7 @@ def load_folder(folder: str | Path, *, text_field: str | None = None,
         raise DataError("not a folder", folder)
 
     def find(stem: str) -> Path | None:
-        for suffix in (".jsonl", ".jsonl.gz", ".csv", ".tsv"):
+        for suffix in (".jsonl", ".jsonl.gz", ".csv", ".tsv", ".parquet"):
             if (folder / (stem + suffix)).exists():
                 return folder / (stem + suffix)
         return None

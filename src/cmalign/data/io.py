@@ -1,9 +1,11 @@
-"""Readers for labelled and unlabelled items (JSONL, CSV) and for label-set files.
+"""Readers for labelled and unlabelled items (JSONL, CSV, Parquet, Label Studio exports) and for
+label-set files.
 
 Every problem is reported as a :class:`~cmalign.errors.DataError` naming the file and the line
-(1-based, as an editor shows it) or the column. :func:`iter_items` reads a file one item at a
-time (``annotate`` streams its input through it, with a checking pass first so that a bad line
-costs nothing); :func:`read_items` returns them all.
+(1-based, as an editor shows it; for Parquet the row, for a Label Studio export the task) or the
+column. :func:`iter_items` reads a file one item at a time (``annotate`` streams its input through
+it, with a checking pass first so that a bad line costs nothing); :func:`read_items` returns them
+all. A Label Studio export is read by :mod:`cmalign.interchange`, which also writes the exports.
 """
 
 from __future__ import annotations
@@ -46,14 +48,46 @@ def _lines(path: Path, where: list[int]) -> Iterator[str]:
             yield text.removeprefix("\ufeff") if number == 1 else text
 
 
+PARQUET_BATCH_ROWS = 4096  # rows decoded at a time: memory stays flat however long the file
+
+
 def _format_of(path: Path) -> str:
+    """``jsonl``, ``csv``, ``tsv``, ``parquet`` or ``label-studio``. A ``.json`` file is a Label
+    Studio export when it holds a JSON array (its first character is ``[``), else JSONL, as
+    before Label Studio exports were read: a JSONL line is an object and never starts with ``[``."""
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     last = suffixes[-1] if suffixes else ""
-    if last in (".jsonl", ".ndjson", ".json"):
+    if last == ".json":
+        return "label-studio" if _first_character(path) == "[" else "jsonl"
+    if last in (".jsonl", ".ndjson"):
         return "jsonl"
-    if last in (".csv", ".tsv"):
+    if last in (".csv", ".tsv", ".parquet"):
         return last[1:]
-    raise DataError(f"unknown file type {last or '(none)'!r}: expected .jsonl, .csv or .tsv", path)
+    raise DataError(f"unknown file type {last or '(none)'!r}: expected .jsonl, .csv, .tsv, .parquet "
+                    "or a Label Studio .json export", path)
+
+
+def _first_character(path: Path) -> str:
+    """The first character of a text file that is not white space or a byte-order mark ('' if
+    none, or if the file cannot be read: reading it says why, with the reader's message)."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            while chunk := handle.read(4096):
+                if stripped := chunk.lstrip(b" \t\r\n\xef\xbb\xbf"):
+                    return chr(stripped[0])
+    except (OSError, EOFError):
+        pass
+    return ""
+
+
+def line_unit(path: str | Path) -> str | None:
+    """What an item's ``line`` counts in ``path``: ``row`` (Parquet), ``task`` (Label Studio) or
+    None (a text file's lines), for :class:`DataError`."""
+    try:
+        return {"parquet": "row", "label-studio": "task"}.get(_format_of(Path(path)))
+    except DataError:
+        return None
 
 
 def _pick(present: Iterable[str], wanted: str | None, defaults: Sequence[str]) -> str | None:
@@ -63,11 +97,36 @@ def _pick(present: Iterable[str], wanted: str | None, defaults: Sequence[str]) -
     return next((name for name in defaults if name in present), None)
 
 
+def _parquet_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(row number, record) pairs of a Parquet file, decoded a batch of rows at a time."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("reading .parquet needs pyarrow: pip install 'cmalign[parquet]'") from None
+    import pyarrow as pa
+
+    try:
+        number = 0
+        with pq.ParquetFile(path) as parquet:  # closed when done: annotate reads its input twice
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+                for record in batch.to_pylist():
+                    number += 1
+                    yield number, record
+    except pa.ArrowException as exc:
+        raise DataError(f"not a readable Parquet file ({exc})", path) from None
+
+
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, record) pairs; the record's keys are the file's field or column names."""
+    """(line number, record) pairs; the record's keys are the file's field or column names.
+    For Parquet the number is the row's (1-based); Label Studio exports are not read here."""
     fmt = _format_of(path)
+    if fmt == "label-studio":
+        raise DataError("is a Label Studio export (one JSON array of tasks), not a record a line", path)
     where = [0]
     try:
+        if fmt == "parquet":
+            yield from _parquet_records(path)
+            return
         lines = _lines(path, where)
         if fmt == "jsonl":
             for raw in lines:
@@ -96,18 +155,30 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
 
 def iter_items(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,
                require_labels: bool = False, allow_empty: bool = False) -> Iterator[Item]:
-    """The items of a JSONL or CSV/TSV file (optionally gzipped), one at a time: memory does not
-    grow with the file.
+    """The items of a JSONL or CSV/TSV file (optionally gzipped), a Parquet file or a Label Studio
+    JSON export, one at a time: memory does not grow with the file (except for a Label Studio
+    export, one JSON array read whole).
 
     ``text_field`` and ``label_field`` name the key or column; by default the text is the first
     of ``text``/``input`` and the label is ``label``. With ``require_labels`` every item must have
     a label; otherwise a label is read where the field is present. A file with no item is an
-    error (once the end is reached) unless ``allow_empty``.
+    error (once the end is reached) unless ``allow_empty``. An item's ``line`` is the row of a
+    Parquet file and the task of a Label Studio export (1-based); for the latter ``label_field``
+    names the ``Choices`` control (see :func:`cmalign.interchange.label_studio_items`).
 
     >>> for item in iter_items("tickets.csv", text_field="body", label_field="team"):  # doctest: +SKIP
     ...     print(item.line, item.text)
     """
     path = Path(path)
+    fmt = _format_of(path)
+    if fmt == "label-studio":
+        from ..interchange import label_studio_items  # it reads Items: imported here, not at the top
+
+        yield from label_studio_items(path, text_field=text_field, label_field=label_field,
+                                      require_labels=require_labels, allow_empty=allow_empty)
+        return
+    unit = line_unit(path)
+    by_line = fmt == "jsonl"  # a missing field is a line's; a missing column (CSV, Parquet) the file's
     text_key = label_key = None
     columns_checked = False
     for number, record in _records(path):
@@ -116,31 +187,29 @@ def iter_items(path: str | Path, *, text_field: str | None = None, label_field: 
             if text_key is None:
                 wanted = text_field or " or ".join(TEXT_FIELDS)
                 raise DataError(f"no text field {wanted!r}; the fields are {sorted(record)}",
-                                path, number if _format_of(path) == "jsonl" else None,
-                                column=None if _format_of(path) == "jsonl" else wanted)
+                                path, number if by_line else None, column=None if by_line else wanted)
             label_key = _pick(record, label_field, LABEL_FIELDS)
             if require_labels and label_key is None:
                 wanted = label_field or LABEL_FIELDS[0]
                 raise DataError(f"no label field {wanted!r}; the fields are {sorted(record)}",
-                                path, number if _format_of(path) == "jsonl" else None,
-                                column=None if _format_of(path) == "jsonl" else wanted)
+                                path, number if by_line else None, column=None if by_line else wanted)
             columns_checked = True
         text = record.get(text_key)
         if not isinstance(text, str) or not text.strip():
             what = ("missing" if text is None else "empty" if isinstance(text, str)
                     else f"a {type(text).__name__}, not a string")
-            raise DataError(f"the text field {text_key!r} is {what}", path, number)
+            raise DataError(f"the text field {text_key!r} is {what}", path, number, unit=unit)
         label = record.get(label_key) if label_key is not None else None
         if label is not None and not isinstance(label, str):
             if isinstance(label, (int, float)) and not isinstance(label, bool):
                 label = str(label)
             else:
                 raise DataError(f"the label field {label_key!r} is a {type(label).__name__}",
-                                path, number)
+                                path, number, unit=unit)
         if label is not None and not label.strip():
             label = None
         if require_labels and label is None:
-            raise DataError(f"the label field {label_key!r} is missing or empty", path, number)
+            raise DataError(f"the label field {label_key!r} is missing or empty", path, number, unit=unit)
         yield Item(text=text, label=label, line=number)
     if not columns_checked and not allow_empty:
         raise DataError("the file holds no items", path)
@@ -245,16 +314,40 @@ def canonical_labels(items: Iterable[Item], labels: LabelSet, path: str | Path,
         if canonical is None:
             source = f" from {labels_source}" if labels_source else ""
             raise DataError(f"label {item.label!r} is not in the label set{source} "
-                            f"({len(labels)} labels)", path, item.line)
+                            f"({len(labels)} labels)", path, item.line, unit=line_unit(path))
         yield Item(text=item.text, label=canonical, line=item.line)
 
 
+@dataclass(frozen=True)
+class Preferences:
+    """The user's labelled items and their label set; ``unannotated`` counts the tasks of a Label
+    Studio export that nobody annotated, left out (always 0 for other files, where an item without
+    a label is an error)."""
+
+    items: list[Item]
+    labels: LabelSet
+    unannotated: int = 0
+
+
 def read_preferences(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,
-                     labels_path: str | Path | None = None) -> tuple[list[Item], LabelSet]:
+                     labels_path: str | Path | None = None) -> Preferences:
     """The user's labelled items and their label set: from ``labels_path`` when given (every label
-    must be in it, and is written as there), else the labels in the file in order of appearance."""
-    items = read_items(path, text_field=text_field, label_field=label_field, require_labels=True)
+    must be in it, and is written as there), else the labels in the file in order of appearance.
+
+    A Label Studio export is a project part of which is labelled: its tasks without an annotation
+    are left out (and counted), and it is an error only when none has one."""
+    path = Path(path)
+    unannotated = 0
+    if _format_of(path) == "label-studio":
+        tasks = read_items(path, text_field=text_field, label_field=label_field)
+        items = [item for item in tasks if item.label is not None]
+        unannotated = len(tasks) - len(items)
+        if not items:
+            raise DataError(f"none of its {len(tasks)} tasks has an annotation (one not cancelled) to learn from",
+                            path)
+    else:
+        items = read_items(path, text_field=text_field, label_field=label_field, require_labels=True)
     if labels_path is None:
-        return items, LabelSet.of(item.label for item in items)
+        return Preferences(items, LabelSet.of(item.label for item in items), unannotated)
     label_set = read_labelset(labels_path)
-    return check_labels(items, label_set, path, labels_source=labels_path), label_set
+    return Preferences(check_labels(items, label_set, path, labels_source=labels_path), label_set, unannotated)
