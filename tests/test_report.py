@@ -64,6 +64,9 @@ def test_heatmap_stays_readable_with_150_labels():
     # the 25 rows shown are those with the most off-diagonal mass, largest first
     assert [off[r] for r in data.rows[:-1]] == sorted(off.values(), reverse=True)[:25]
     assert len(data.columns) == 31 and data.columns[-1] == "(120 other labels)"
+    # the 30 columns are the labels the shown answers went to most
+    mass = {label: sum(entries[r].get(label, 0) for r in data.rows[:-1]) for label in labels.labels}
+    assert min(mass[c] for c in data.columns[:-1]) >= max(v for c, v in mass.items() if c not in data.columns)
     assert np.allclose(data.shares.sum(axis=1), 1.0)
     assert data.out_of_set[:-1] == tuple(r not in labels for r in data.rows[:-1])
     top = confusions(bank)[0]
@@ -159,6 +162,20 @@ def test_texts_are_escaped_in_the_html(inputs):
     assert HOSTILE not in page and "&lt;script&gt;window.__pwned = 1&lt;/script&gt; wake me &amp; up" in page
     assert page.count("<script>") == 1  # the page's own sort script, and nothing else
     assert set(figures) == {"heatmap", "reliability", "weakest-labels"}
+
+
+def test_reliability_from_gold_labels_without_a_review(inputs, tmp_path):
+    gold = {n: i.label for n, i in enumerate(load_bundled("massive_scenario").small[:199], start=1)}
+    rows = [json.loads(line) for line in (inputs / "out.jsonl").read_text().splitlines()]
+    with_gold = tmp_path / "out.jsonl"  # the hostile last line has no gold label: it is not counted
+    with_gold.write_text("".join(json.dumps(r | ({"truth": gold[r["line"]]} if r["line"] in gold else {})) + "\n"
+                                 for r in rows))
+    bank = MemoryBank.load(inputs / "bank.json")
+    summary = read_labelled(with_gold, bank.labels, gold_field="truth")
+    assert summary.reliability.n == summary.gold == 199
+    assert summary.gold_correct == sum(r["label"] == gold.get(r["line"]) for r in rows)
+    page, figures = render(bank, inputs / "bank.json", labelled=summary, gold_field="truth")
+    assert "reliability" in figures and "labelled items against their &#x27;truth&#x27; field" in page
 
 
 # -- the page in a real browser ------------------------------------------------------------------------

@@ -299,13 +299,15 @@ def heatmap(bank: MemoryBank, max_rows: int = HEATMAP_ROWS, max_columns: int = H
     if not confused:
         return None
     shown, rest = confused[:max_rows], confused[max_rows:]
-    order: dict[str, None] = {}  # each row's own label, then where it went: the diagonal stays near
+    # the labels with the most of the shown rows' samples, in the order the rows reach them (each
+    # row's own label first, then where it went), so that the diagonal stays near the diagonal
+    mass: Counter[str] = Counter()
     for entry in shown:
         if entry.in_label_set:
-            order.setdefault(entry.response)
-        for label, _ in entry.counts:
-            order.setdefault(label)
-    columns = list(order)[:max_columns]
+            mass[entry.response] += 0
+        mass.update(dict(entry.counts))
+    kept = {label for label, _ in sorted(mass.items(), key=lambda kv: -kv[1])[:max_columns]}
+    columns = [label for label in mass if label in kept]
     index = {label: j for j, label in enumerate(columns)}
     other_columns = len(bank.labels) - len(columns)
     width = len(columns) + (other_columns > 0)
