@@ -430,12 +430,14 @@ def reliability_png(reliability: Reliability, source: str) -> bytes:
            label="accuracy in the bin")
     mean_confidence = reliability.confidence[used] / reliability.count[used]
     ax.plot(mean_confidence, accuracy[used], "o", color="#e07b00", markersize=4, label="mean confidence")
+    for x, n in zip(centres[used], reliability.count[used]):  # a bin of 2 items says little: show its size
+        ax.text(x, 0.015, str(n), ha="center", fontsize=6)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{source}: ECE {reliability.ece:.3f} on {reliability.n} items", fontsize=9, parse_math=False)
-    ax.legend(loc="upper left", fontsize=7)
+    ax.legend(loc="upper left", fontsize=7, framealpha=0.9)
     return _png(figure)
 
 
