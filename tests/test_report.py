@@ -56,7 +56,8 @@ def test_heatmap_stays_readable_with_150_labels():
         key = labels.labels[i] if i % 7 else f"not a label {i}"
         others = rng.choice(150, size=4, replace=False)
         entries[key] = {key: 5} if key in labels else {}
-        entries[key] |= {labels.labels[j]: int(1 + (i + n) % 6) for n, j in enumerate(others) if labels.labels[j] != key}
+        entries[key] |= {labels.labels[j]: int(1 + (i + n) % 6) for n, j in enumerate(others)
+                         if labels.labels[j] != key}
     bank = _bank(entries, labels)
     data = heatmap(bank)
     off = {k: sum(n for label, n in c.items() if label != k) for k, c in entries.items()}
@@ -80,9 +81,9 @@ def test_heatmap_is_none_when_the_annotator_was_always_right():
 
 def test_labelled_file_is_counted_with_gold_and_bad_lines_named(tmp_path):
     labels = LabelSet(("a", "b", "c"))
-    rows = [{"line": 1, "text": "x", "annotator_label": "a", "label": "a", "confidence": 0.9, "gold": "a", "method": "m"},
-            {"line": 2, "text": "y", "annotator_label": "a", "label": "b", "confidence": 0.3, "gold": "C", "method": "m"},
-            {"line": 3, "text": "z", "annotator_label": "c", "label": "c", "confidence": 1.0, "method": "m"}]
+    rows = [{"line": 1, "text": "x", "annotator_label": "a", "label": "a", "confidence": 0.9, "gold": "a"},
+            {"line": 2, "text": "y", "annotator_label": "a", "label": "b", "confidence": 0.3, "gold": "C"},
+            {"line": 3, "text": "z", "annotator_label": "c", "label": "c", "confidence": 1.0}]
     path = tmp_path / "out.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = read_labelled(path, labels)

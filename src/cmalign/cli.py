@@ -30,6 +30,7 @@ from .method import METHODS, MemoryBank
 from .output import LabelledOutput, describe
 from .prompting import Decoding, Prompts
 from .prompting.strategies import STRATEGIES, check_strategies
+from .report import figures_folder, write_report
 
 EXIT_USAGE = 2
 
@@ -194,8 +195,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import figures_folder, write_report  # matplotlib, which only a report needs, is imported there
-
     written = write_report(args.output, args.bank, labelled=args.labelled, review=args.review, bench=args.bench,
                            gold_field=args.gold_field, overwrite=args.overwrite)
     _say(f"wrote {args.output} and {len(written) - 1} figures in {figures_folder(args.output)}")

@@ -245,8 +245,9 @@ def read_bench(path: str | Path) -> list[BenchRun]:
     path, runs = Path(path), []
     for line, row in _jsonl(path):
         try:
+            accuracy = {name: float(m["accuracy"]) for name, m in row["methods"].items()}
             runs.append(BenchRun(str(row["dataset"]), str(row["budget"]), int(row["seed"]), int(row["n_preference"]),
-                                 int(row["n_eval"]), {name: float(m["accuracy"]) for name, m in row["methods"].items()}))
+                                 int(row["n_eval"]), accuracy))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"not a line of 'cmalign bench --json' ({type(exc).__name__}: {exc})", path, line) from None
     if not runs:
@@ -462,15 +463,18 @@ def weakest_png(rows: Sequence[LabelRow], held_out: bool) -> bytes:
     return _png(figure)
 
 
-def confidence_png(histogram: np.ndarray) -> bytes:
+def confidence_png(histogram: np.ndarray, split: bool) -> bytes:
+    """Items per confidence bin; with ``split``, the kept labels below the changed ones."""
     Figure, _ = _matplotlib()
     figure = Figure(figsize=(6.5, 3.2))
     ax = figure.add_subplot()
     edges = np.linspace(0.0, 1.0, histogram.shape[1] + 1)
     width = edges[1] - edges[0]
-    ax.bar(edges[:-1], histogram[1], width=width, align="edge", color="#6fa8dc", label="label kept (= the annotator's)")
-    ax.bar(edges[:-1], histogram[0], width=width, align="edge", bottom=histogram[1], color="#e07b00",
-           label="label changed")
+    ax.bar(edges[:-1], histogram[1], width=width, align="edge", color="#6fa8dc",
+           label="label kept (= the annotator's)" if split else "items")
+    if split:
+        ax.bar(edges[:-1], histogram[0], width=width, align="edge", bottom=histogram[1], color="#e07b00",
+               label="label changed")
     ax.set_xlim(0, 1)
     ax.set_xlabel("confidence of the label")
     ax.set_ylabel("items")
@@ -521,13 +525,17 @@ document.querySelectorAll("table.sortable th").forEach(th => th.addEventListener
   const up = th.dataset.order !== "up";
   th.closest("tr").querySelectorAll("th").forEach(other => delete other.dataset.order);
   th.dataset.order = up ? "up" : "down";
-  const rows = [...body.rows].sort((a, b) => { const x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1); });
+  const rows = [...body.rows].sort((a, b) => {
+    const x = key(a), y = key(b);
+    return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
+  });
   body.append(...rows);
 }));
 """
 
 STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #1b1b1b; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
+       padding: 0 1rem; color: #1b1b1b; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.6rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: left; vertical-align: top; }
@@ -599,8 +607,8 @@ def _discrepancies(bank: MemoryBank, figures: dict[str, bytes]) -> str:
             + ". Each row sums to 100 (% of that answer's samples); the outlined cell is where the user meant what "
               "the annotator said; † marks an answer that is not one of the labels"
             + (f"; the last column sums {data.other_columns} labels not shown." if data.other_columns else "."))
-    rows = [[c.answer, c.label, c.count, (f"{100 * c.share:.0f}%", c.share), "" if c.in_label_set else "† not a label"]
-            for c in pairs[:TOP_CONFUSIONS]]
+    rows = [[c.answer, c.label, c.count, (f"{100 * c.share:.0f}%", c.share),
+             "" if c.in_label_set else "† not a label"] for c in pairs[:TOP_CONFUSIONS]]
     table = _table(["annotator said", "user meant", "times", "share of the answer", "out of set"], rows, sortable=True)
     return (f"<p>{_e(note)}</p><div class=\"side\">{_figure(figures['heatmap'], 'discrepancy heatmap')}"
             f"<div><p>The {min(len(pairs), TOP_CONFUSIONS)} largest of {len(pairs)} confusions:</p>{table}</div></div>")
@@ -629,9 +637,11 @@ def _labels(bank: MemoryBank, review: ReviewSummary | None, labelled: LabelledSu
     def share(part: int, whole: int) -> tuple[str, float]:
         return (f"{part}/{whole} ({_pct(part, whole)})", part / whole) if whole else ("—", -1)
 
+    def coverage(r: LabelRow) -> tuple[str, float]:
+        return ("—", -1) if r.labelled is None else (f"{r.labelled} ({_pct(r.labelled, labelled.n)})", r.labelled)
+
     table_rows = [[r.label, r.samples, share(r.annotator_agreed, r.samples), share(r.held_out_correct, r.held_out),
-                   ("—", -1) if r.labelled is None else (f"{r.labelled} ({_pct(r.labelled, labelled.n)})", r.labelled)]
-                  for r in rows]
+                   coverage(r)] for r in rows]
     table = _table(["label", "preference samples", "annotator agreed (bank)", "out-of-fold accuracy (review)",
                     "labelled items"], table_rows, sortable=True)
     weakest = [r for r in rows if (r.held_out if review else r.samples)][:WEAKEST]
@@ -655,7 +665,7 @@ def _confidence(labelled: LabelledSummary | None, figures: dict[str, bytes]) -> 
     if not labelled.histogram.sum():
         actions = ", ".join(f"{a} {n}" for a, n in labelled.actions.most_common()) or "none"
         return _missing(f"The labelled items carry no confidence (a CM rule gives actions instead: {actions}).")
-    figures["confidence"] = confidence_png(labelled.histogram)
+    figures["confidence"] = confidence_png(labelled.histogram, split=labelled.compared > 0)
     low = int(labelled.histogram[:, :HISTOGRAM_BINS // 2].sum())
     total = int(labelled.histogram.sum())
     return (f"<p>{total} items with a confidence; {low} ({_pct(low, total)}) below 0.5.</p>"
