@@ -152,9 +152,11 @@ def test_review_of_another_bank_is_refused(inputs, tmp_path):
     (tmp_path / "review.jsonl").write_text("\n".join(line for line in lines if line != dropped) + "\n")
     with pytest.raises(DataError, match="not the bank's 151 preference samples"):
         read_review(tmp_path / "review.jsonl", bank)
-    review = read_review(inputs / "review.jsonl", bank)
-    assert len(review.preference) == 151 and review.n_labelled == 30
-    assert [r.rank for r in review.top] == list(range(1, 21)) and review.top[0].text == HOSTILE
+    (tmp_path / "reversed.jsonl").write_text("\n".join(reversed(lines)) + "\n")  # the top is by rank, not order
+    for path in (inputs / "review.jsonl", tmp_path / "reversed.jsonl"):
+        review = read_review(path, bank)
+        assert len(review.preference) == 151 and review.n_labelled == 30
+        assert [r.rank for r in review.top] == list(range(1, 21)) and review.top[0].text == HOSTILE
 
 
 def test_texts_are_escaped_in_the_html(inputs):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import html
 import io
 import json
@@ -198,7 +199,8 @@ def read_review(path: str | Path, bank: MemoryBank, *, top: int = TOP_REVIEW) ->
     """Read a review file, checking that it was written for ``bank`` (its preference rows are the
     bank's samples). Keeps the preference rows (as many as the bank has) and the ``top`` by rank."""
     path = Path(path)
-    preference, best, n_labelled = [], [], 0
+    preference, n_labelled = [], 0
+    best: list[tuple[int, int, ReviewRow]] = []  # a heap of the ``top`` lowest ranks, the highest on top
     for line, row in _jsonl(path):
         try:
             rank, kind, number, text, reason = row["rank"], row["kind"], row["line"], row["text"], row["reason"]
@@ -221,12 +223,14 @@ def read_review(path: str | Path, bank: MemoryBank, *, top: int = TOP_REVIEW) ->
             preference.append(record)
         else:
             n_labelled += 1
-        best = sorted([*best, record], key=lambda r: r.rank)[:top]
+        heapq.heappush(best, (-rank, -line, record))
+        if len(best) > top:
+            heapq.heappop(best)
     if len(preference) != bank.n_samples or (bank.samples and Counter((r.text, r.label) for r in preference)
                                              != Counter((s.text, s.label) for s in bank.samples)):
         raise DataError(f"its {len(preference)} preference rows are not the bank's {bank.n_samples} preference "
                         "samples: a review of another bank? (cmalign review --bank on this bank)", path)
-    return ReviewSummary(tuple(preference), tuple(best), n_labelled)
+    return ReviewSummary(tuple(preference), tuple(r for *_, r in sorted(best, reverse=True)), n_labelled)
 
 
 @dataclass(frozen=True)
