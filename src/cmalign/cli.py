@@ -34,6 +34,7 @@ from .prompting import Decoding, Prompts
 from .prompting.strategies import STRATEGIES, check_strategies
 from .review import least_confident, out_of_fold, preference_rows, ranked, write_review
 from .select import SELECTORS, check_selectors, choose, write_to_label
+from .report import figures_folder, write_report
 
 EXIT_USAGE = 2
 
@@ -265,6 +266,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    written = write_report(args.output, args.bank, labelled=args.labelled, review=args.review, bench=args.bench,
+                           gold_field=args.gold_field, overwrite=args.overwrite)
+    _say(f"wrote {args.output} and {len(written) - 1} figures in {figures_folder(args.output)}")
+    return 0
+
+
 def cmd_prompts(args: argparse.Namespace) -> int:
     print(_prompts(args).to_toml(), end="")
     return 0
@@ -376,6 +384,16 @@ def build_parser() -> argparse.ArgumentParser:
                    ".csv, .jsonl, .json)")
     p.add_argument("--labels", help="label-set file: the Label Studio choices (default: the labels in the data)")
     p.add_argument("--overwrite", action="store_true", help="the output exists: replace it")
+    p = command("report", cmd_report, "bank (+ labelled output, review, bench) -> one self-contained HTML page",
+                model=False)
+    p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
+    p.add_argument("--labelled", metavar="OUT.jsonl", help="output of 'cmalign annotate' (read as a stream)")
+    p.add_argument("--review", metavar="REVIEW.jsonl", help="output of 'cmalign review'")
+    p.add_argument("--bench", metavar="BENCH.jsonl", help="output of 'cmalign bench --json'")
+    p.add_argument("--gold-field", default="gold", help="key of a gold label in the labelled lines, for a "
+                   "reliability diagram without a review (default: gold)")
+    p.add_argument("-o", "--output", required=True, help="the HTML page; its figures go into NAME_files/ beside it")
+    p.add_argument("--overwrite", action="store_true", help="the page exists: replace it and its figures")
     p = command("prompts", cmd_prompts, "print the prompt templates (TOML) to edit and pass with --prompts",
                 model=False)
     p.add_argument("--prompts", metavar="FILE", help="show the defaults with this file's templates applied")
