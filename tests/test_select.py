@@ -64,3 +64,19 @@ def test_unknown_selector_and_bad_n(pool, tmp_path, capsys):
     assert "unknown selector 'bogus'" in capsys.readouterr().err
     assert main(["select", str(path), "--n", "0", "-o", str(tmp_path / "x.jsonl")]) == 2
     assert "--n 0" in capsys.readouterr().err
+
+
+def test_bench_draws_the_preference_sample_by_each_selector(tmp_path, capsys):
+    ds = load_bundled("massive_scenario")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, items in (("large", ds.large[:800]), ("small", ds.small[:200])):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": i.text, "label": i.label}) + "\n"
+                                                      for i in items), encoding="utf-8")
+    assert main(["bench", "--data", str(folder), "--budget", "n=40", "--seed", "0", "--select", "all", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["selection"] for r in lines] == ["random", "cover", "uncertain"]
+    assert {r["n_preference"] for r in lines} == {40} and {r["n_eval"] for r in lines} == {200}
+    # the selectors drew other samples: the methods that learn only from them score differently
+    assert len({r["methods"]["knn"]["accuracy"] for r in lines}) == 3
+    assert len({r["methods"]["base"]["accuracy"] for r in lines}) == 1  # the annotator alone sees no sample
