@@ -132,6 +132,8 @@ def test_a_bank_written_through_a_symlink_lands_in_its_target(capsys, job, tmp_p
     target.write_text("old")
     link = tmp_path / "bank.json"
     link.symlink_to(target)
-    assert run(capsys, "fit", str(job / "prefs.jsonl"), "-o", str(link), "--method", "cm_remap")[0] == 0
+    code, err = run(capsys, "fit", str(job / "prefs.jsonl"), "-o", str(link), "--method", "cm_remap")
+    assert code == 2 and "exists already: --overwrite" in err and target.read_text() == "old"  # kept
+    assert run(capsys, "fit", str(job / "prefs.jsonl"), "-o", str(link), "--method", "cm_remap", "--overwrite")[0] == 0
     assert link.is_symlink() and json.loads(target.read_text())["n_samples"] == 300
     assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]  # nothing half-written left

@@ -81,7 +81,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    writable_target(args.output)  # a bad -o fails before any model is loaded
+    real = writable_target(args.output)  # a bad -o fails before any model is loaded
+    if real.exists() and real.stat().st_size > 0 and not (args.overwrite or args.dry_run):
+        raise CmalignError(f"{args.output}: exists already: --overwrite to replace the bank (and the method's "
+                           "state beside it)")
     preferences = read_preferences(args.preferences, text_field=args.text_field, label_field=args.label_field,
                                    labels_path=args.labels)
     items, label_set = preferences.items, preferences.labels
@@ -326,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("preferences", help="JSONL, CSV or Parquet with a text and a label per item, or a Label "
                    "Studio JSON export (its annotated tasks)")
     p.add_argument("-o", "--output", required=True, help="where to write the bank (JSON)")
+    p.add_argument("--overwrite", action="store_true", help="the bank exists: replace it")
     p.add_argument("--labels", help="label-set file (one label a line; default: the labels in the data)")
     p = command("annotate", cmd_annotate, "unlabelled file -> JSONL of labels, using a bank")
     p.add_argument("input", help="JSONL, CSV or Parquet with a text per item, or a Label Studio JSON export")
