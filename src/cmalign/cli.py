@@ -225,8 +225,9 @@ def cmd_review(args: argparse.Namespace) -> int:
     flagged, agreed = preference_rows(bank, probs)
     rows = ranked(flagged, labelled, agreed)
     write_review(args.output, rows)
-    _say(f"{len(flagged)} of {len(bank.samples)} preference samples look mislabelled (out-of-fold "
-         f"{labeler.method} prefers another label); {len(labelled)} least confident labelled items")
+    _say(f"{len(flagged)} of {len(bank.samples)} preference samples get another label from {labeler.method} fitted "
+         f"without them (first in the file, the least probable given label first); then the {len(labelled)} least "
+         "confident labelled items")
     _say(f"wrote {args.output}")
     return 0
 
