@@ -739,7 +739,8 @@ def render(bank: MemoryBank, bank_path: Path, *, labelled: LabelledSummary | Non
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<link rel="icon" href="data:,"><title>cmalign report: {_e(bank_path.name)}</title>'
             f"<style>{STYLE}</style></head><body><h1>cmalign report: {_e(bank_path.name)}</h1>"
-            f"<p>cmalign {__version__}, bank digest {bank.digest()}. {nav}</p>{body}<script>{SCRIPT}</script></body></html>\n")
+            f"<p>cmalign {__version__}, bank digest {bank.digest()}. {nav}</p>{body}"
+            f"<script>{SCRIPT}</script></body></html>\n")
     return page, figures
 
 
