@@ -8,6 +8,7 @@ import base64
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +20,9 @@ from cmalign.errors import DataError
 from cmalign.evaluation.bench import MethodResult, RunResult
 from cmalign.evaluation.metrics import expected_calibration_error
 from cmalign.method.bank import BankEntry
-from cmalign.report import (NEEDS_MATPLOTLIB, Reliability, confusions, heatmap, read_labelled, read_review,
-                            render)
+from cmalign import __version__
+from cmalign.report import (NEEDS_MATPLOTLIB, TABLE_ROWS, WEAKEST, Reliability, confusions, heatmap, label_rows,
+                            read_bench, read_labelled, read_review, render, weakest_labels)
 
 HOSTILE = "<script>window.__pwned = 1</script> wake me & up at <b>six</b>"
 SECTIONS = ("summary", "discrepancies", "reliability", "labels", "confidence", "review")
@@ -64,13 +66,31 @@ def test_heatmap_stays_readable_with_150_labels():
     # the 25 rows shown are those with the most off-diagonal mass, largest first
     assert [off[r] for r in data.rows[:-1]] == sorted(off.values(), reverse=True)[:25]
     assert len(data.columns) == 31 and data.columns[-1] == "(120 other labels)"
-    # the 30 columns are the labels the shown answers went to most
+    # the diagonal: every shown answer that is a label has its own label as the column at its position
+    own = [r for r in data.rows[:-1] if r in labels]
+    assert own and all(data.columns[i] == r for i, r in enumerate(data.rows[:-1]) if r in labels)
+    # the other columns are the labels the shown answers went to most (a row's own label may have less
+    # mass than a label left out: the diagonal needs it), and after the last row they go by mass
     mass = {label: sum(entries[r].get(label, 0) for r in data.rows[:-1]) for label in labels.labels}
-    assert min(mass[c] for c in data.columns[:-1]) >= max(v for c, v in mass.items() if c not in data.columns)
+    others = [c for c in data.columns[:-1] if c not in own]
+    assert min(mass[c] for c in others) >= max(v for c, v in mass.items() if c not in data.columns)
+    tail = [mass[c] for c in data.columns[len(data.rows) - 1:-1]]
+    assert tail == sorted(tail, reverse=True) and len(tail) == 30 - 25
     assert np.allclose(data.shares.sum(axis=1), 1.0)
     assert data.out_of_set[:-1] == tuple(r not in labels for r in data.rows[:-1])
     top = confusions(bank)[0]
     assert top.count == max(n for k, c in entries.items() for label, n in c.items() if label != k)
+
+
+def test_long_label_table_scrolls_and_a_short_one_is_whole():
+    for n in (TABLE_ROWS, TABLE_ROWS + 1):
+        labels = LabelSet(tuple(f"label {i:02d}" for i in range(n)))
+        bank = _bank({label: {label: 2, labels.labels[(i + 1) % n]: 1} for i, label in enumerate(labels.labels)},
+                     labels)
+        page, _ = render(bank, Path("bank.json"))
+        section = page.split('<section id="labels">')[1].split("</section>")[0]
+        assert section.count("<tbody><tr>") == 1 and section.count("<tr>") == n + 1  # every label is a row
+        assert ('class="scroll"' in section) == (n > TABLE_ROWS)
 
 
 def test_heatmap_is_none_when_the_annotator_was_always_right():
@@ -139,6 +159,29 @@ def test_texts_are_escaped_in_the_html(inputs):
     assert HOSTILE not in page and "&lt;script&gt;window.__pwned = 1&lt;/script&gt; wake me &amp; up" in page
     assert page.count("<script>") == 1  # the page's own sort script, and nothing else
     assert set(figures) == {"heatmap", "reliability", "weakest-labels"}
+
+
+def test_same_inputs_give_the_same_page(inputs):
+    bank = MemoryBank.load(inputs / "bank.json")
+
+    def page():
+        return render(bank, inputs / "bank.json", labelled=read_labelled(inputs / "out.jsonl", bank.labels),
+                      review=read_review(inputs / "review.jsonl", bank), bench=read_bench(inputs / "bench.jsonl"))
+
+    first, second = page(), page()
+    assert first == second  # the HTML and every figure's PNG, byte for byte
+    assert f"cmalign {__version__}, bank digest {bank.digest()}." in first[0]
+
+
+def test_the_weakest_labels_are_the_lowest_scores(inputs):
+    bank = MemoryBank.load(inputs / "bank.json")
+    rows = label_rows(bank, read_review(inputs / "review.jsonl", bank), None)
+    weakest = weakest_labels(rows, held_out=True)
+    scored = [r for r in rows if r.held_out]
+    assert len(scored) > WEAKEST and len(weakest) == WEAKEST
+    accuracy = [r.held_out_accuracy for r in weakest]
+    assert accuracy == sorted(accuracy) and accuracy[-1] <= min(r.held_out_accuracy for r in scored[WEAKEST:])
+    assert weakest_labels(rows[:3], held_out=True) == [r for r in rows[:3] if r.held_out]  # fewer: all of them
 
 
 def test_reliability_from_gold_labels_without_a_review(inputs, tmp_path):
@@ -226,6 +269,22 @@ def test_full_report_in_chromium(inputs, browser, capsys):
         assert column == sorted(column) and len(column) == 18
         header.click()
         assert [int(t) for t in table.locator("tbody tr td:nth-child(2)").all_inner_texts()] == sorted(column)[::-1]
+        # 18 labels: the whole table is on the page, no inner scroll box hides its last row
+        assert page.locator("section#labels .scroll").count() == 0
+        assert "The 10 weakest labels" in page.locator("section#labels").inner_text()
+        # the review's short cells hold one line each (no word cut in two); the text and reason wrap
+        lines = page.evaluate("""[...document.querySelectorAll("section#review tbody tr")].map(tr =>
+            [...tr.cells].map(td => { const r = document.createRange(); r.selectNodeContents(td);
+                                      return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; }))""")
+        assert all(n == 1 for row in lines for j, n in enumerate(row) if j not in (3, 8))
+        assert max(row[3] for row in lines) > 1  # a long text wraps instead of widening the page
+        cut = page.evaluate("""[...document.querySelectorAll("section#review tbody td")].flatMap(td => {
+            const node = td.firstChild, words = [...(node?.textContent ?? "").matchAll(/\\S+/g)];
+            return words.filter(w => { const r = document.createRange(); r.setStart(node, w.index);
+                                       r.setEnd(node, w.index + w[0].length);
+                                       return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size > 1; })
+                        .map(w => w[0]); })""")
+        assert cut == []  # every word on one line: they wrap between words
     finally:
         page.close()
     assert problems == []

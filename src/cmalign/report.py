@@ -21,12 +21,12 @@ import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import __version__
 from .errors import CmalignError, DataError
 from .files import writable_target, write_atomically
 from .labels import LabelSet
@@ -35,7 +35,9 @@ from .method.bank import MemoryBank
 NEEDS_MATPLOTLIB = "cmalign report needs matplotlib: pip install 'cmalign[report]'"
 FIGURES = ("heatmap", "reliability", "weakest-labels", "confidence")  # the PNG names, without .png
 HEATMAP_ROWS, HEATMAP_COLUMNS = 25, 30  # readable at 150 labels; the rest is one summary row/column
-TOP_CONFUSIONS, TOP_REVIEW, WEAKEST = 25, 20, 25
+NUMBER_FROM = 5  # a heatmap cell prints its percentage from this share up; below, the colour says enough
+TOP_CONFUSIONS, TOP_REVIEW, WEAKEST = 25, 20, 10
+TABLE_ROWS = 30  # the per-label table is shown whole up to this many labels; beyond, it scrolls in a box
 BINS = 15  # reliability bins: the same equal-width bins as evaluation.metrics.expected_calibration_error
 HISTOGRAM_BINS = 50
 
@@ -283,7 +285,9 @@ def confusions(bank: MemoryBank) -> list[Confusion]:
 class Heatmap:
     """Row-normalised shares, answer keys (rows) x the labels the user meant (columns).
 
-    The last row sums the answers not shown, the last column the labels not shown, when there are any.
+    Column ``i`` is row ``i``'s own label whenever that row is a label, so the cells where the user
+    meant what the annotator said form the diagonal. The last row sums the answers not shown, the
+    last column the labels not shown, when there are any.
     """
 
     rows: tuple[str, ...]
@@ -296,7 +300,13 @@ class Heatmap:
 
 def heatmap(bank: MemoryBank, max_rows: int = HEATMAP_ROWS, max_columns: int = HEATMAP_COLUMNS) -> Heatmap | None:
     """The answers with the most samples the user labelled otherwise, and where those went; None
-    when the annotator's answer was always the user's label."""
+    when the annotator's answer was always the user's label.
+
+    The columns shown are the labels that got the most of the shown rows' samples, except that each
+    shown row's own label is always one (while there is room) so that the diagonal is complete.
+    They are placed on the diagonal first; a row that is not a label, and the columns after the
+    last row, take the other chosen labels by mass.
+    """
     def off(entry) -> int:
         return entry.total - dict(entry.counts).get(entry.response, 0)
 
@@ -304,15 +314,22 @@ def heatmap(bank: MemoryBank, max_rows: int = HEATMAP_ROWS, max_columns: int = H
     if not confused:
         return None
     shown, rest = confused[:max_rows], confused[max_rows:]
-    # the labels with the most of the shown rows' samples, in the order the rows reach them (each
-    # row's own label first, then where it went), so that the diagonal stays near the diagonal
     mass: Counter[str] = Counter()
-    for entry in shown:
+    for entry in shown:  # ties in mass go to the label a higher row reaches first (sorted is stable)
         if entry.in_label_set:
             mass[entry.response] += 0
         mass.update(dict(entry.counts))
-    kept = {label for label, _ in sorted(mass.items(), key=lambda kv: -kv[1])[:max_columns]}
-    columns = [label for label in mass if label in kept]
+    by_mass = [label for label, _ in sorted(mass.items(), key=lambda kv: -kv[1])]
+    own = [e.response for e in shown if e.in_label_set][:max_columns]
+    own_set = set(own)
+    others = [label for label in by_mass if label not in own_set][:max_columns - len(own)]
+    fill = iter(others)
+    columns = []
+    for entry in shown:
+        label = entry.response if entry.response in own_set else next(fill, None)
+        if label is not None:
+            columns.append(label)
+    columns.extend(fill)
     index = {label: j for j, label in enumerate(columns)}
     other_columns = len(bank.labels) - len(columns)
     width = len(columns) + (other_columns > 0)
@@ -366,6 +383,11 @@ def label_rows(bank: MemoryBank, review: ReviewSummary | None, labelled: Labelle
     return sorted(rows, key=weakness)
 
 
+def weakest_labels(rows: Sequence[LabelRow], held_out: bool, n: int = WEAKEST) -> list[LabelRow]:
+    """The first ``n`` of :func:`label_rows` that have a score: held-out rows (``held_out``) or samples."""
+    return [r for r in rows if (r.held_out if held_out else r.samples)][:n]
+
+
 # -- figures ---------------------------------------------------------------------------------------
 
 def _matplotlib():
@@ -393,26 +415,27 @@ def _short(text: str, width: int = 40) -> str:
 def heatmap_png(data: Heatmap) -> bytes:
     Figure, _ = _matplotlib()
     rows, cols = data.shares.shape
-    figure = Figure(figsize=(max(6.0, 2.5 + 0.32 * cols), max(3.0, 1.8 + 0.3 * rows)))
+    percent = 100 * data.shares  # the cells print percentages, so the colour bar is in % too
+    figure = Figure(figsize=(max(6.0, 2.8 + 0.4 * cols), max(3.0, 1.8 + 0.34 * rows)))
     ax = figure.add_subplot()
-    image = ax.imshow(data.shares, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
-    for i, j in zip(*np.nonzero(data.shares >= 0.05)):
-        ax.text(j, i, f"{100 * data.shares[i, j]:.0f}", ha="center", va="center", fontsize=6, parse_math=False,
-                color="white" if data.shares[i, j] > 0.6 else "black")
+    image = ax.imshow(percent, cmap="Blues", vmin=0.0, vmax=100.0, aspect="auto")
+    for i, j in zip(*np.nonzero(percent >= NUMBER_FROM)):  # smaller shares: colour only, no number
+        ax.text(j, i, f"{percent[i, j]:.0f}", ha="center", va="center", fontsize=9, parse_math=False,
+                color="white" if percent[i, j] > 60 else "black")
     for i, row in enumerate(data.rows):  # outline the cell where the user meant what the annotator said
         if row in data.columns:
             j = data.columns.index(row)
             ax.add_patch(_rectangle((j - 0.5, i - 0.5)))
-    ax.set_xticks(range(cols), [_short(c, 28) for c in data.columns], rotation=60, ha="right", fontsize=7,
+    ax.set_xticks(range(cols), [_short(c, 28) for c in data.columns], rotation=60, ha="right", fontsize=8,
                   parse_math=False)
     ax.set_yticks(range(rows), [_short(r) + (" †" if out else "") for r, out in zip(data.rows, data.out_of_set)],
-                  fontsize=7, parse_math=False)
+                  fontsize=8, parse_math=False)
     for tick, out in zip(ax.get_yticklabels(), data.out_of_set):
         if out:
             tick.set_color("#b03030")
     ax.set_xlabel("what the user meant")
     ax.set_ylabel("the annotator's answer")
-    figure.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="share of the answer's samples")
+    figure.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="% of the answer's samples")
     return _png(figure)
 
 
@@ -448,7 +471,7 @@ def reliability_png(reliability: Reliability, source: str) -> bytes:
 
 def weakest_png(rows: Sequence[LabelRow], held_out: bool) -> bytes:
     Figure, _ = _matplotlib()
-    figure = Figure(figsize=(6.5, max(2.5, 0.8 + 0.26 * len(rows))))
+    figure = Figure(figsize=(6.5, max(2.5, 0.8 + 0.3 * len(rows))))
     ax = figure.add_subplot()
     if held_out:
         values = [r.held_out_accuracy for r in rows]
@@ -458,11 +481,12 @@ def weakest_png(rows: Sequence[LabelRow], held_out: bool) -> bytes:
         notes = [f"{r.annotator_agreed}/{r.samples}" for r in rows]
     y = np.arange(len(rows))
     ax.barh(y, values, color="#6fa8dc", edgecolor="#1f4e79")
-    for i, (value, note) in enumerate(zip(values, notes)):
-        ax.text(min(value, 0.85) + 0.01, i, note, va="center", fontsize=7)
-    ax.set_yticks(y, [_short(r.label) for r in rows], fontsize=7, parse_math=False)
+    for i, (value, note) in enumerate(zip(values, notes)):  # beside the bar, in the room kept past 1.0
+        ax.text(value + 0.01, i, note, va="center", fontsize=8)
+    ax.set_yticks(y, [_short(r.label) for r in rows], fontsize=8, parse_math=False)
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 1.15)  # a bar of 1.0 stays inside the axes, its count beside it
+    ax.set_xticks(np.linspace(0.0, 1.0, 6))
     ax.set_xlabel("out-of-fold accuracy (review)" if held_out else "the annotator's agreement with the user (bank)")
     return _png(figure)
 
@@ -543,7 +567,10 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2r
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.6rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: left; vertical-align: top; }
-td { max-width: 32rem; overflow-wrap: anywhere; }
+td { max-width: 32rem; overflow-wrap: break-word; }
+/* the review's text (4th) and reason (9th) wrap between words; its other cells are one short value each */
+table.review td { white-space: nowrap; }
+table.review td:nth-child(4), table.review td:nth-child(9) { white-space: normal; }
 th { background: #f3f3f3; }
 table.sortable th { cursor: pointer; }
 table.sortable th::after { content: " \\2195"; color: #999; }
@@ -608,8 +635,9 @@ def _discrepancies(bank: MemoryBank, figures: dict[str, bytes]) -> str:
     pairs = confusions(bank)
     shown = f"the {len(data.rows) - bool(data.other_rows)} answers with the most samples the user labelled otherwise"
     note = (f"Rows: {shown}" + (f"; the last row sums the {data.other_rows} others" if data.other_rows else "")
-            + ". Each row sums to 100 (% of that answer's samples); the outlined cell is where the user meant what "
-              "the annotator said; † marks an answer that is not one of the labels"
+            + ". Each row sums to 100 (% of that answer's samples; a cell under "
+              f"{NUMBER_FROM}% shows no number); the outlined diagonal is where the user meant what the annotator "
+              "said; † marks an answer that is not one of the labels"
             + (f"; the last column sums {data.other_columns} labels not shown." if data.other_columns else "."))
     rows = [[c.answer, c.label, c.count, (f"{100 * c.share:.0f}%", c.share),
              "" if c.in_label_set else "† not a label"] for c in pairs[:TOP_CONFUSIONS]]
@@ -648,7 +676,7 @@ def _labels(bank: MemoryBank, review: ReviewSummary | None, labelled: LabelledSu
                    coverage(r)] for r in rows]
     table = _table(["label", "preference samples", "annotator agreed (bank)", "out-of-fold accuracy (review)",
                     "labelled items"], table_rows, sortable=True)
-    weakest = [r for r in rows if (r.held_out if review else r.samples)][:WEAKEST]
+    weakest = weakest_labels(rows, held_out=review is not None)
     gaps = []
     if review is None:
         gaps.append("no review file, so no out-of-fold accuracy: the weakest labels are those the annotator gets "
@@ -658,9 +686,11 @@ def _labels(bank: MemoryBank, review: ReviewSummary | None, labelled: LabelledSu
     figure = ""
     if weakest:
         figures["weakest-labels"] = weakest_png(weakest, held_out=review is not None)
-        figure = _figure(figures["weakest-labels"], "the weakest labels")
+        figure = (f"<div><p>The {len(weakest)} weakest labels:</p>"
+                  f"{_figure(figures['weakest-labels'], 'the weakest labels')}</div>")
     note = (f"<p>{_e('; '.join(gaps).capitalize() + '.')}</p>" if gaps else "")
-    return note + f'<div class="side"><div class="scroll">{table}</div>{figure}</div>'
+    box = ' class="scroll"' if len(rows) > TABLE_ROWS else ""  # a short table is shown whole, never cut
+    return note + f'<div class="side"><div{box}>{table}</div>{figure}</div>'
 
 
 def _confidence(labelled: LabelledSummary | None, figures: dict[str, bytes]) -> str:
@@ -702,7 +732,6 @@ def render(bank: MemoryBank, bank_path: Path, *, labelled: LabelledSummary | Non
     ]
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
-    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = " · ".join(f'<a href="#{s.id}">{_e(s.title)}</a>' for s in sections)
     body = "".join(f'<section id="{s.id}"><h2>{_e(s.title)}</h2>{s.body}</section>' for s in sections)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -710,7 +739,8 @@ def render(bank: MemoryBank, bank_path: Path, *, labelled: LabelledSummary | Non
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<link rel="icon" href="data:,"><title>cmalign report: {_e(bank_path.name)}</title>'
             f"<style>{STYLE}</style></head><body><h1>cmalign report: {_e(bank_path.name)}</h1>"
-            f"<p>Made {made}. {nav}</p>{body}<script>{SCRIPT}</script></body></html>\n")
+            f"<p>cmalign {__version__}, bank digest {bank.digest()}. {nav}</p>{body}"
+            f"<script>{SCRIPT}</script></body></html>\n")
     return page, figures
 
 
