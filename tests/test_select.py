@@ -28,6 +28,12 @@ def test_select_writes_n_items_the_same_twice_and_fit_reads_them_once_labelled(p
     assert main(["select", str(path), "--n", "100", "-o", str(first)]) == 0
     assert main(["select", str(path), "--n", "100", "-o", str(second)]) == 0
     assert first.read_bytes() == second.read_bytes()
+    # with the label set, cover clusters the annotator's scores beside the embeddings: another choice
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(sorted(set(gold.values()))) + "\n")
+    aware = tmp_path / "aware.jsonl"
+    assert main(["select", str(path), "--n", "100", "-o", str(aware), "--labels", str(labels)]) == 0
+    assert len(aware.read_text().splitlines()) == 100 and aware.read_bytes() != first.read_bytes()
     rows = [json.loads(line) for line in first.read_text().splitlines()]
     assert len(rows) == 100 and len({r["text"] for r in rows}) == 100
     assert all(r["label"] == "" and r["text"] in gold for r in rows)

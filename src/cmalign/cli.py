@@ -195,10 +195,17 @@ def cmd_select(args: argparse.Namespace) -> int:
         raise CmalignError(f"{args.output}: exists already: --overwrite to replace it")
     writable_target(args.output)
     bank = MemoryBank.load(args.bank) if args.bank else None
+    label_set = read_labelset(args.labels) if args.labels else None
+    if bank is not None:
+        if label_set is not None:
+            bank.check_label_set(label_set, args.bank, args.labels)
+        label_set = bank.labels
     pool = read_items(args.pool, text_field=args.text_field, label_field=args.label_field)
     encoder = default_encoder(args.device)
     labeler = _bank_labeler(args, bank, encoder) if bank is not None else None
-    chosen = choose(pool, min(args.n, len(pool)), encoder, labeler=labeler, selector=args.selector, seed=args.seed)
+    annotator = labeler.annotator if labeler is not None else _annotator(args, encoder) if label_set else None
+    chosen = choose(pool, min(args.n, len(pool)), encoder, labeler=labeler, annotator=annotator, label_set=label_set,
+                    selector=args.selector, seed=args.seed)
     write_to_label(args.output, chosen, overwrite=args.overwrite)
     how = args.selector if args.selector != "auto" else ("uncertain" if bank is not None else "cover")
     _say(f"chose {len(chosen)} of {len(pool)} items ({how}); fill in their label, then 'cmalign fit {args.output}'")
@@ -354,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help="how many items to choose")
     p.add_argument("-o", "--output", required=True, help="where to write them (.jsonl, .csv or .tsv)")
     p.add_argument("--bank", help="the bank of the labels given so far (then: where the method is least sure)")
+    p.add_argument("--labels", help="label-set file: without a bank, cover reads the annotator's scores over it too")
     p.add_argument("--selector", choices=("auto", *SELECTORS), default="auto", help="auto: cover without a bank, "
                    "uncertain with one (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0): the same seed, the same choice")

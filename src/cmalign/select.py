@@ -5,10 +5,12 @@ misses whole classes (100 random items of banking77 cover about 56 of its 77 lab
 no example is one the user's labels cannot teach. A selector picks the items instead:
 
 - ``random``: the paper's protocol, a seeded uniform sample.
-- ``cover`` (cold start, no labels yet): k-means on the pool's embeddings with as many clusters as items
-  wanted, and from each cluster its most typical item (the one in the densest part of it, not an
-  outlier). The sample then spreads over everything the corpus talks about, in proportion to nothing
-  but its variety, which is what a few labels need to reach every class.
+- ``cover`` (cold start, no labels yet): k-means with as many clusters as items wanted, and from each
+  cluster its most typical item (the one in the densest part of it, not an outlier). The sample then
+  spreads over everything the corpus talks about, which is what a few labels need to reach every
+  class. Where the annotator gives a score per label, the clustering sees it beside the embedding
+  (the annotator's probabilities at half the embedding's scale), so items the annotator answers
+  differently fall apart more readily, and the bank learns what the user means by more of its answers.
 - ``uncertain`` (labels exist): the current method fitted on them; the pool items it is least sure of
   (lowest probability of its own label), favouring those predicted as the thinnest classes, spread out
   by clustering the most doubtful candidates and taking one from each cluster.
@@ -34,10 +36,13 @@ from .errors import DataError
 from .files import write_atomically
 
 if TYPE_CHECKING:
+    from .annotators.base import Annotator
     from .encoder import SentenceEncoder
+    from .labels import LabelSet
     from .labeler import Labeler
 
 SELECTORS = ("random", "cover", "uncertain")
+ANNOTATOR_WEIGHT = 0.5  # the annotator's probabilities beside the unit embedding in cover's clustering
 _NEIGHBOURS = 20  # typicality: inverse mean distance to this many nearest neighbours in the cluster
 
 
@@ -53,12 +58,13 @@ def check_selectors(names: Sequence[str]) -> list[str]:
 def select(selector: str, n: int, pool_size: int, *, seed: int = 0,
            vectors: Callable[[], np.ndarray] | None = None,
            probabilities: Callable[[], tuple[np.ndarray, Sequence[str]]] | None = None,
-           labelled: Sequence[str] = ()) -> np.ndarray:
+           labelled: Sequence[str] = (), annotator_scores: Callable[[], np.ndarray] | None = None) -> np.ndarray:
     """``n`` distinct indices into a pool of ``pool_size`` items, sorted.
 
-    ``vectors`` gives the pool's unit embeddings (``cover``, ``uncertain``); ``probabilities`` gives
-    the current method's probabilities over the pool and their classes (``uncertain``), ``labelled``
-    the labels the user has given so far (to find the thin classes).
+    ``vectors`` gives the pool's unit embeddings (``cover``, ``uncertain``); ``annotator_scores`` the
+    annotator's probabilities per label (``cover``, where it gives them); ``probabilities`` gives the
+    current method's probabilities over the pool and their classes (``uncertain``), ``labelled`` the
+    labels the user has given so far (to find the thin classes).
     """
     check_selectors([selector])
     if not 1 <= n <= pool_size:
@@ -68,6 +74,9 @@ def select(selector: str, n: int, pool_size: int, *, seed: int = 0,
         return np.sort(rng.choice(pool_size, size=n, replace=False))
     x = vectors()
     if selector == "cover":
+        if annotator_scores is not None:
+            x = np.hstack([x, ANNOTATOR_WEIGHT * annotator_scores()])
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
         return np.sort(_typical_per_cluster(x, n, seed))
     probs, classes = probabilities()
     return np.sort(_uncertain(x, probs, classes, labelled, n, seed))
@@ -143,10 +152,12 @@ def _top_up(chosen: np.ndarray, n: int, pool_size: int, seed: int) -> np.ndarray
 
 
 def choose(items: Sequence[Item], n: int, encoder: SentenceEncoder, *, labeler: Labeler | None = None,
-           selector: str = "auto", seed: int = 0) -> list[Item]:
+           annotator: Annotator | None = None, label_set: LabelSet | None = None, selector: str = "auto",
+           seed: int = 0) -> list[Item]:
     """The ``n`` items of an unlabelled pool to label next, in pool order. ``auto`` is ``cover``
     without a fitted ``labeler`` and ``uncertain`` with one (its bank's labels are the ones given so
-    far; pool items whose text is already in the bank are never chosen again)."""
+    far; pool items whose text is already in the bank are never chosen again). ``cover`` reads the
+    ``annotator``'s scores over ``label_set`` too, where it gives scores."""
     if selector == "auto":
         selector = "uncertain" if labeler is not None else "cover"
     if selector == "uncertain" and labeler is None:
@@ -163,9 +174,18 @@ def choose(items: Sequence[Item], n: int, encoder: SentenceEncoder, *, labeler: 
         chunks = [labeler.method_.predict_proba(chunk) for chunk in _chunks(texts, labeler.chunk_size)]
         return np.concatenate(chunks), labeler.method_.classes_
 
+    scores = None
+    if annotator is not None and annotator.has_scores and label_set is not None:
+        scores = lambda: annotator_scores(annotator, texts, label_set)  # noqa: E731
     chosen = select(selector, n, len(items), seed=seed, vectors=lambda: encoder.encode(texts),
-                    probabilities=probabilities, labelled=labelled)
+                    probabilities=probabilities, labelled=labelled, annotator_scores=scores)
     return [items[i] for i in chosen]
+
+
+def annotator_scores(annotator: Annotator, texts: Sequence[str], label_set: LabelSet, chunk: int = 2048) -> np.ndarray:
+    """The annotator's probabilities over ``label_set`` for each text, shape (texts, labels)."""
+    return np.vstack([np.stack([a.scores for a in annotator.annotate(part, label_set)])
+                      for part in _chunks(texts, chunk)])
 
 
 def _chunks(texts: Sequence[str], size: int) -> Iterator[Sequence[str]]:

@@ -18,7 +18,7 @@ from ..method.registry import METHODS, default_method, make_method
 from ..errors import DataError
 from ..prompting import ChatAnnotator, Decoding, ExampleRetriever, Prompts
 from ..prompting.strategies import check_strategies
-from ..select import check_selectors, select
+from ..select import annotator_scores, check_selectors, select
 from .metrics import accuracy, expected_calibration_error
 
 
@@ -86,7 +86,7 @@ def selected_split(dataset: Dataset, budget: Budget, seed: int, selection: str, 
                    encoder: SentenceEncoder, *, limit: int | None = None) -> Split:
     """The protocol's split with the preference sample drawn by a selector, the gold labels standing
     in for the user: ``random`` is the paper's split itself; ``cover`` picks the whole budget from the
-    pool's embeddings; ``uncertain`` is the loop a user runs, half the budget by ``cover``, labelled,
+    pool's embeddings (and the annotator's scores, where it gives them); ``uncertain`` is the loop a user runs, half the budget by ``cover``, labelled,
     then the rest where the default method fitted on that half is least sure. Without a ``large``
     pool, the sample comes from ``small`` and the rest of it is evaluated, as in the protocol."""
     if selection == "random":
@@ -97,11 +97,13 @@ def selected_split(dataset: Dataset, budget: Budget, seed: int, selection: str, 
     if n > room:
         raise DataError(f"budget {budget} asks for {n} preference samples but {dataset.name!r} has "
                         f"{room} to draw from")
-    vectors = encoder.encode([item.text for item in pool])
-    if selection == "cover":
-        chosen = select("cover", n, len(pool), seed=seed, vectors=lambda: vectors)
-    else:
-        chosen = select("cover", n // 2, len(pool), seed=seed, vectors=lambda: vectors)
+    texts = [item.text for item in pool]
+    vectors = encoder.encode(texts)
+    scores = (lambda: annotator_scores(annotator, texts, dataset.labels)) \
+        if annotator is not None and annotator.has_scores else None
+    first = n if selection == "cover" else n // 2
+    chosen = select("cover", first, len(pool), seed=seed, vectors=lambda: vectors, annotator_scores=scores)
+    if selection == "uncertain":
         rest = np.setdiff1d(np.arange(len(pool)), chosen)
         method = _fitted_default([pool[i] for i in chosen], dataset.labels, annotator, encoder)
         rest_texts = [pool[i].text for i in rest]
