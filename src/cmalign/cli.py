@@ -182,6 +182,13 @@ def _bank_labeler(args: argparse.Namespace, bank: MemoryBank, encoder) -> Labele
     return Labeler.load(args.bank, annotator, args.method, encoder=encoder, bank=bank)
 
 
+def _new_output(args: argparse.Namespace) -> None:
+    """``-o`` can be written, and is not there yet unless ``--overwrite``: checked before any model loads."""
+    if Path(os.path.realpath(args.output)).exists() and not args.overwrite:
+        raise CmalignError(f"{args.output}: exists already: --overwrite to replace it")
+    writable_target(args.output)
+
+
 def _no_dry_run(args: argparse.Namespace) -> None:
     if args.dry_run:
         raise CmalignError(f"--dry-run plans annotate and fit; '{args.command}' has no dry run")
@@ -191,9 +198,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     _no_dry_run(args)
     if args.n < 1:
         raise CmalignError(f"--n {args.n}: must be at least 1")
-    if Path(os.path.realpath(args.output)).exists() and not args.overwrite:
-        raise CmalignError(f"{args.output}: exists already: --overwrite to replace it")
-    writable_target(args.output)
+    _new_output(args)
     bank = MemoryBank.load(args.bank) if args.bank else None
     label_set = read_labelset(args.labels) if args.labels else None
     if bank is not None:
@@ -217,9 +222,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     _no_dry_run(args)
     if args.n < 0:
         raise CmalignError(f"--n {args.n}: must be at least 0")
-    if Path(os.path.realpath(args.output)).exists() and not args.overwrite:
-        raise CmalignError(f"{args.output}: exists already: --overwrite to replace it")
-    writable_target(args.output)
+    _new_output(args)
     bank = MemoryBank.load(args.bank)
     if not bank.samples:
         raise CmalignError(f"{args.bank}: this bank holds only counts; a review needs the preference samples "

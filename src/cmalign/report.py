@@ -16,10 +16,9 @@ import hashlib
 import heapq
 import html
 import io
-import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .data.io import json_lines
 from .errors import CmalignError, DataError
 from .files import writable_target, write_atomically
 from .labels import LabelSet
@@ -44,27 +44,6 @@ HISTOGRAM_BINS = 50
 
 # -- reading -------------------------------------------------------------------------------------
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line, one at a time; a bad line is a DataError."""
-    try:
-        with open(path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise DataError(f"not a valid JSON line ({getattr(exc, 'msg', None) or exc.reason})",
-                                    path, number) from None
-                if not isinstance(record, dict):
-                    raise DataError(f"expected a JSON object, got {type(record).__name__}", path, number)
-                yield number, record
-    except FileNotFoundError:
-        raise DataError("no such file", path) from None
-    except IsADirectoryError:
-        raise DataError("is a folder, not a file", path) from None
-    except OSError as exc:
-        raise DataError(f"cannot read the file ({exc.strerror or exc})", path) from None
 
 
 def _probability(value: Any, name: str, path: Path, line: int, *, optional: bool = False) -> float | None:
@@ -139,7 +118,7 @@ class LabelledSummary:
 def read_labelled(path: str | Path, labels: LabelSet, *, gold_field: str = "gold") -> LabelledSummary:
     """Stream a labelled JSONL file into a :class:`LabelledSummary` (memory does not grow with it)."""
     path, summary = Path(path), LabelledSummary()
-    for line, row in _jsonl(path):
+    for line, row in json_lines(path):
         label = row.get("label")
         if label is not None:
             _label(label, "label", labels, path, line)
@@ -203,7 +182,7 @@ def read_review(path: str | Path, bank: MemoryBank, *, top: int = TOP_REVIEW) ->
     path = Path(path)
     preference, n_labelled = [], 0
     best: list[tuple[int, int, ReviewRow]] = []  # a heap of the ``top`` lowest ranks, the highest on top
-    for line, row in _jsonl(path):
+    for line, row in json_lines(path):
         try:
             rank, kind, number, text, reason = row["rank"], row["kind"], row["line"], row["text"], row["reason"]
             label, suggested = row["label"], row["suggested"]
@@ -249,7 +228,7 @@ class BenchRun:
 
 def read_bench(path: str | Path) -> list[BenchRun]:
     path, runs = Path(path), []
-    for line, row in _jsonl(path):
+    for line, row in json_lines(path):
         try:
             accuracy = {name: float(m["accuracy"]) for name, m in row["methods"].items()}
             runs.append(BenchRun(str(row["dataset"]), str(row["budget"]), int(row["seed"]), int(row["n_preference"]),

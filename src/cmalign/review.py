@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +31,7 @@ import numpy as np
 
 from .annotators.base import Annotator
 from .encoder import SentenceEncoder
+from .data.io import json_lines
 from .errors import DataError
 from .files import write_atomically
 from .labels import LabelSet
@@ -100,7 +101,9 @@ def least_confident(path: str | Path, n: int) -> list[ReviewRow]:
     read a line at a time; only the ``n`` are kept."""
     path = Path(path)
     heap: list[tuple[float, int, dict]] = []  # max-heap by confidence (negated)
-    for number, row in _lines(path):
+    for number, row in json_lines(path):
+        if not isinstance(row.get("label"), str):
+            raise DataError("not a labelled line (a JSON object with a \"label\")", path, number)
         confidence = row.get("confidence")
         if not isinstance(confidence, (int, float)):
             raise DataError("has no confidence (annotate it with a method that gives probabilities, "
@@ -121,27 +124,6 @@ def _why(row: dict) -> str:
     if answer is not None and answer != row["label"]:
         return f"low confidence; the annotator said {answer!r}"
     return "low confidence"
-
-
-def _lines(path: Path) -> Iterator[tuple[int, dict]]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    row = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"not valid JSON ({exc.msg})", path, number) from None
-                if not isinstance(row, dict) or not isinstance(row.get("label"), str):
-                    raise DataError("not a labelled line (a JSON object with a \"label\")", path, number)
-                yield number, row
-    except FileNotFoundError:
-        raise DataError("no such file", path) from None
-    except IsADirectoryError:
-        raise DataError("is a folder, not a file", path) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
 
 
 def ranked(flagged: list[ReviewRow], labelled: list[ReviewRow], agreed: list[ReviewRow]) -> list[ReviewRow]:

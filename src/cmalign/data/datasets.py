@@ -177,14 +177,20 @@ def protocol_split(dataset: Dataset, budget: Budget, seed: int, limit: int | Non
     """
     if limit is not None and limit < 1:
         raise DataError(f"limit {limit} is below 1")
+    pool, n = pool_and_size(dataset, budget)
+    rng = np.random.default_rng(seed)
+    return split_from(dataset, np.sort(rng.choice(len(pool), size=n, replace=False)), seed, limit)
+
+
+def pool_and_size(dataset: Dataset, budget: Budget) -> tuple[tuple[Item, ...], int]:
+    """Where the preference sample is drawn from (``large``, else ``small``) and how many it holds."""
     pool = dataset.large if dataset.large is not None else dataset.small
     n = budget.size(len(pool))
     room = len(pool) if dataset.large is not None else len(pool) - 1
     if n > room:
         raise DataError(f"budget {budget} asks for {n} preference samples but {dataset.name!r} has "
                         f"{room} to draw from")
-    rng = np.random.default_rng(seed)
-    return split_from(dataset, np.sort(rng.choice(len(pool), size=n, replace=False)), seed, limit)
+    return pool, n
 
 
 def split_from(dataset: Dataset, chosen: Sequence[int], seed: int, limit: int | None = None) -> Split:

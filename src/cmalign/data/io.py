@@ -129,16 +129,7 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
             return
         lines = _lines(path, where)
         if fmt == "jsonl":
-            for raw in lines:
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"not valid JSON ({exc.msg} at character {exc.colno})", path, where[0]) from None
-                if not isinstance(record, dict):
-                    raise DataError(f"expected a JSON object, got {type(record).__name__}", path, where[0])
-                yield where[0], record
+            yield from _json_objects(lines, path, where)
         else:
             reader = csv.DictReader(lines, delimiter="\t" if fmt == "tsv" else ",")
             for record in reader:
@@ -146,11 +137,38 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
                     raise DataError("more cells than the header has columns", path, reader.line_num)
                 yield reader.line_num, record
     except (OSError, EOFError, csv.Error) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise DataError("no such file", path) from None
-        if isinstance(exc, IsADirectoryError):
-            raise DataError("is a folder, not a file", path) from None
-        raise DataError(f"cannot read the file ({getattr(exc, 'strerror', None) or exc})", path) from None
+        raise _unreadable(exc, path) from None
+
+
+def json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON-lines file whatever its suffix (an
+    ``annotate`` output, a review), one at a time; a bad line is a DataError naming it."""
+    path, where = Path(path), [0]
+    try:
+        yield from _json_objects(_lines(path, where), path, where)
+    except (OSError, EOFError) as exc:
+        raise _unreadable(exc, path) from None
+
+
+def _json_objects(lines: Iterator[str], path: Path, where: list[int]) -> Iterator[tuple[int, dict]]:
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON ({exc.msg} at character {exc.colno})", path, where[0]) from None
+        if not isinstance(record, dict):
+            raise DataError(f"expected a JSON object, got {type(record).__name__}", path, where[0])
+        yield where[0], record
+
+
+def _unreadable(exc: Exception, path: Path) -> DataError:
+    if isinstance(exc, FileNotFoundError):
+        return DataError("no such file", path)
+    if isinstance(exc, IsADirectoryError):
+        return DataError("is a folder, not a file", path)
+    return DataError(f"cannot read the file ({getattr(exc, 'strerror', None) or exc})", path)
 
 
 def iter_items(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,

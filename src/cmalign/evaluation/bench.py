@@ -10,7 +10,7 @@ import numpy as np
 
 from ..annotators.base import Annotator
 from ..chat.backend import ChatBackend
-from ..data.datasets import Budget, Dataset, Split, protocol_split, split_from
+from ..data.datasets import Budget, Dataset, Split, pool_and_size, protocol_split, split_from
 from ..encoder import SentenceEncoder
 from ..labels import LabelSet
 from ..method.base import Method
@@ -91,12 +91,7 @@ def selected_split(dataset: Dataset, budget: Budget, seed: int, selection: str, 
     pool, the sample comes from ``small`` and the rest of it is evaluated, as in the protocol."""
     if selection == "random":
         return protocol_split(dataset, budget, seed, limit)
-    pool = dataset.large if dataset.large is not None else dataset.small
-    n = budget.size(len(pool))
-    room = len(pool) if dataset.large is not None else len(pool) - 1
-    if n > room:
-        raise DataError(f"budget {budget} asks for {n} preference samples but {dataset.name!r} has "
-                        f"{room} to draw from")
+    pool, n = pool_and_size(dataset, budget)
     texts = [item.text for item in pool]
     vectors = encoder.encode(texts)
     scores = (lambda: annotator_scores(annotator, texts, dataset.labels)) \
