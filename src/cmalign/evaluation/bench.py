@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ class MethodResult:
     ece: float | None = None  # expected calibration error, for methods that give probabilities
     annotator_tokens: int | None = None  # prompt + completion tokens, for chat models
     fit_annotator_tokens: int | None = None
+    fit_seconds: float | None = None  # fitting on the preference samples and adapting to the corpus
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class RunResult:
                    "fit_annotator_calls": m.fit_annotator_calls}
             if m.annotator_tokens is not None:
                 out |= {"annotator_tokens": m.annotator_tokens, "fit_annotator_tokens": m.fit_annotator_tokens}
-            return out | ({} if m.ece is None else {"ece": round(m.ece, 6)})
+            out |= {} if m.ece is None else {"ece": round(m.ece, 6)}
+            return out | ({} if m.fit_seconds is None else {"fit_seconds": round(m.fit_seconds, 3)})
 
         return {
             "dataset": self.dataset, "budget": self.budget, "seed": self.seed, "annotator": self.annotator,
@@ -170,7 +173,8 @@ def run_bench(runs: Sequence[tuple[Dataset, Budget, int]], encoder: SentenceEnco
 def _run_methods(split: Split, labels: LabelSet, annotator: Annotator | None, encoder: SentenceEncoder,
                  names: Sequence[str]) -> dict[str, MethodResult]:
     """Fit each named method on the preference samples and score it on the evaluation items, all
-    sharing one set of the annotator's answers on each."""
+    sharing one set of the annotator's answers on each. A transductive method first learns from the
+    evaluation texts, unlabelled, as ``annotate`` lets it learn from the corpus it labels."""
     pref_texts, pref_labels, eval_texts, gold = _columns(split)
     gold_index = np.array([labels.index(y) for y in gold])
     chat = hasattr(annotator, "tokens")
@@ -180,13 +184,16 @@ def _run_methods(split: Split, labels: LabelSet, annotator: Annotator | None, en
     results = {}
     for name in names:
         method = METHODS[name].build(annotator, encoder)
+        started = time.perf_counter()
         if not method.uses_annotator:
-            method.fit(pref_texts, pref_labels, label_set=labels)
+            method.fit(pref_texts, pref_labels, label_set=labels).adapt(eval_texts)
+            fit_seconds = time.perf_counter() - started
             probs = method.predict_proba(eval_texts)
             results[name] = MethodResult(_accuracy_of(method, probs, gold), 0,
-                                         ece=expected_calibration_error(probs, gold_index))
+                                         ece=expected_calibration_error(probs, gold_index), fit_seconds=fit_seconds)
             continue
-        method.fit(pref_texts, pref_labels, label_set=labels, answers=pref_answers)
+        method.fit(pref_texts, pref_labels, label_set=labels, answers=pref_answers).adapt(eval_texts, answers=eval_answers)
+        fit_seconds = time.perf_counter() - started
         if method.gives_probabilities:
             probs, more, more_tokens = _costed(annotator, method.predict_proba, eval_texts, answers=eval_answers)
             predicted_acc = _accuracy_of(method, probs, gold)
@@ -197,7 +204,8 @@ def _run_methods(split: Split, labels: LabelSet, annotator: Annotator | None, en
         alone = name == "base"
         results[name] = MethodResult(predicted_acc, calls + more, 0 if alone else fit_calls, ece=ece,
                                      annotator_tokens=tokens + more_tokens if chat else None,
-                                     fit_annotator_tokens=(0 if alone else fit_tokens) if chat else None)
+                                     fit_annotator_tokens=(0 if alone else fit_tokens) if chat else None,
+                                     fit_seconds=fit_seconds)
     return results
 
 

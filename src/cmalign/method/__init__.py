@@ -8,8 +8,9 @@ from .combined import CombinedCM
 from .knn import KNNClassifier
 from .logreg import LogisticRegressionClassifier
 from .marginal import MarginalCM
+from .transductive import TransductiveCM
 from .registry import METHODS, MethodSpec, default_method, make_method
 
 __all__ = ["METHODS", "Action", "AnnotatorAlone", "BankEntry", "CombinedCM", "ConsistentMarginalization", "Decision",
            "KNNClassifier", "LogisticRegressionClassifier", "MarginalCM", "MemoryBank", "Method", "MethodSpec",
-           "NotFittedError", "PreferenceSample", "Record", "Rule", "default_method", "make_method"]
+           "NotFittedError", "PreferenceSample", "Record", "Rule", "TransductiveCM", "default_method", "make_method"]

@@ -7,6 +7,8 @@ meta-estimator in the scikit-learn sense:
   ``sklearn.base.clone`` work (without scikit-learn being needed here);
 - ``fit(texts, y, *, label_set=None, answers=None)`` learns from the user's preference samples;
   ``answers`` may hold the annotator's answers on ``texts`` already made, so work is shared;
+- ``adapt(texts, *, answers=None)`` lets a transductive method learn from the unlabelled texts it
+  is about to label (``cm_best``); for the others it changes nothing;
 - ``predict``, ``predict_proba`` (columns in ``classes_`` order) and ``records`` (one
   :class:`Record` per item: label, confidence or action, candidates, the annotator's answer)
   label new texts, again taking ``answers=``;
@@ -86,6 +88,7 @@ class Method(ABC):
     needs_scores: ClassVar[bool] = False
     uses_encoder: ClassVar[bool] = False  # it reads texts through a sentence encoder (``encoder_``)
     bank_is_enough: ClassVar[bool] = False  # all it learns is the bank (the CM rules)
+    transductive: ClassVar[bool] = False  # it also learns from the unlabelled texts it will label (adapt)
     # fitted attributes not saved in a state file: restored from the bank and the arguments
     _derived: ClassVar[frozenset[str]] = frozenset({"bank_", "label_set_", "classes_", "encoder_"})
 
@@ -205,6 +208,20 @@ class Method(ABC):
         self.fit([s.text for s in bank.samples], [s.label for s in bank.samples], label_set=bank.labels)
         self.bank_ = bank
         return self
+
+    def adapt(self, texts: Sequence[str], *, answers: Sequence[Annotation] | None = None) -> Self:
+        """Learn from the unlabelled texts about to be labelled (the corpus, or a sample of it) where
+        the method can (``transductive``); otherwise nothing changes. Calling it again replaces
+        what an earlier corpus taught. ``answers`` as in :meth:`fit`."""
+        self._check_fitted()
+        if self.transductive:
+            texts = list(texts)
+            self._adapt(texts, self._answers(texts, answers))
+        return self
+
+    def _adapt(self, texts: list[str], answers: Sequence[Annotation] | None) -> None:
+        """Learn from unlabelled ``texts`` (transductive methods implement it)."""
+        raise NotImplementedError
 
     # -- labelling -----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""``cm_best``: one model that weighs the annotator's evidence against the user's own labels.
+"""``cm_stack``: one model that weighs the annotator's evidence against the user's own labels (``cm_best``
+adds what the corpus being labelled teaches it: :mod:`cmalign.method.transductive`).
 
 Seven pieces of evidence per (text x, label y), each a number that says "y fits x":
 
@@ -167,7 +168,7 @@ def _fit_weights(F: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 class CombinedCM(ScoredMethod):
-    """The combined method (``cm_best`` in bench): calibrated ``p(y|x)`` from all the evidence.
+    """The combined model (``cm_stack``; ``cm_best`` adds what the corpus teaches): calibrated ``p(y|x)`` from all the evidence.
 
     >>> best = CombinedCM(EmbeddingAnnotator()).fit(pref_texts, y, label_set=label_set)  # doctest: +SKIP
     >>> p = best.predict_proba(new_texts); confidence = p.max(axis=1)  # doctest: +SKIP
@@ -190,10 +191,13 @@ class CombinedCM(ScoredMethod):
         return self
 
     def proba_evidence(self, ev: Evidence) -> np.ndarray:
-        S = ev.X @ self.Xp_.T
-        F = _features(S, ev.X, ev.log_a, self.yp_, self.Xp_, self.L_, self.tau_, self.k_,
+        F = _features(self._similarities(ev.X), ev.X, ev.log_a, self.yp_, self.Xp_, self.L_, self.tau_, self.k_,
                       ev.X @ self.W_.T, loo=False)
         return softmax(F @ self.weights_, axis=1)
+
+    def _similarities(self, X: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each query to each example the model learned from."""
+        return X @ self.Xp_.T
 
     def feature_weights(self) -> dict[str, float]:
         """The weight each piece of evidence earned on held-out preference samples."""

@@ -74,6 +74,13 @@ class ScoredMethod(Method):
     def _proba(self, texts: list[str], answers: Sequence[Annotation] | None) -> np.ndarray:
         return self.proba_evidence(gather(texts, self.label_set_, self.annotator, self.encoder_, answers))
 
+    def _adapt(self, texts: list[str], answers: Sequence[Annotation] | None) -> None:
+        self.adapt_evidence(gather(texts, self.label_set_, self.annotator, self.encoder_, answers))
+
+    def adapt_evidence(self, ev: Evidence) -> Self:
+        """Learn from unlabelled texts' evidence (transductive methods implement it)."""
+        raise NotImplementedError
+
     @abstractmethod
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> Self:
         """Fit on the preference samples' evidence and their label indices (sets ``label_set_``)."""

@@ -15,6 +15,7 @@ from .combined import CombinedCM
 from .knn import KNNClassifier
 from .logreg import LogisticRegressionClassifier
 from .marginal import MarginalCM
+from .transductive import TransductiveCM
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,13 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("cm_ibank", MarginalCM, lambda a, e: MarginalCM(a, instance_dependent=True, encoder=e),
           "as `cm_marg` with an instance-dependent bank: counts weighted by the preference samples' "
           "similarity to `x`"),
-    MethodSpec("cm_best", CombinedCM, lambda a, e: CombinedCM(a, encoder=e),
+    MethodSpec("cm_stack", CombinedCM, lambda a, e: CombinedCM(a, encoder=e),
           "the combined model: the annotator's evidence and six kinds of evidence from the user's labels, "
           "weighted by held-out likelihood"),
+    MethodSpec("cm_best", TransductiveCM, lambda a, e: TransductiveCM(a, encoder=e),
+          "`cm_stack`, then taught by the corpus it labels: one round of self-training and label propagation "
+          "over the corpus's nearest neighbours, how much of each chosen by cross-fitting on the preference "
+          "samples"),
 )}
 
 RULES = tuple(name for name, spec in METHODS.items() if spec.cls is ConsistentMarginalization)

@@ -1,0 +1,218 @@
+"""``cm_best``: the combined model, then what the corpus being labelled teaches it.
+
+The user asks us to label a corpus; its texts, unlabelled, say where the dense regions and the
+boundaries between them lie. :class:`TransductiveCM` fits the combined model (:class:`CombinedCM`,
+``cm_stack``) on the preference samples and, given the corpus (:meth:`Method.adapt`; ``annotate``
+passes a seeded sample of its input), learns from it in two steps:
+
+1. **Self-training, once.** The combined model labels the corpus sample; the most confident
+   ``fraction`` of each predicted label joins the preference samples as examples of that label,
+   and the evidence built from examples (prototypes, centroids, nearest example, kNN vote, the
+   prior-mean logistic regression) is computed again. The stacking weights, ``tau``, ``k`` and the
+   regularisation stay as the user's own labels set them. An item never counts as its own example.
+2. **Label propagation.** Over the sample's graph of nearest neighbours (cosine, ``K`` each),
+   ``P = (1 - alpha) P0 + alpha W P`` to its fixed point: an item's label leans toward its
+   neighbours'. Any text, in the sample or not, is labelled as ``(1 - alpha) P0(x) + alpha *``
+   the weighted mean of its neighbours' propagated labels, which on the sample is that fixed
+   point, so the model labels every line of a streamed file the same way.
+
+``fraction`` and ``alpha`` (zero included: no change) are chosen by cross-fitting on the
+preference samples alone: the combined model is fitted on one part, the other part joins the corpus
+sample as unlabelled items, and the pair whose predictions give the held-out labels the highest
+likelihood wins. No evaluation label, and nothing tuned per dataset.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from scipy import sparse
+
+from ..labels import LabelSet
+from .combined import CombinedCM, _fit_delta
+from .evidence import Evidence
+
+FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)   # of each predicted label's items, most confident first
+ALPHAS = (0.0, 0.25, 0.5, 0.75)       # weight of the neighbours' labels
+NEIGHBOURS = 10
+FOLDS = 2
+SAME = 1.0 - 1e-6                  # cosine at or above which two texts are the same text
+BLOCK = 512                        # rows of a similarity matrix computed at once (memory stays small)
+ITERATIONS = 100
+SAMPLE = 4096                      # corpus items learned from at most (a seeded sample of a larger one)
+
+
+def neighbours(Q: np.ndarray, N: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``Q``, the ``k`` most similar rows of ``N`` other than itself (a row of ``N``
+    the same text as the query is left out) and their normalised non-negative weights."""
+    k = min(k, len(N) - 1)
+    idx = np.empty((len(Q), k), dtype=np.int64)
+    w = np.empty((len(Q), k))
+    for start in range(0, len(Q), BLOCK):
+        S = Q[start:start + BLOCK] @ N.T
+        S[S >= SAME] = -np.inf
+        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        idx[start:start + BLOCK] = top
+        w[start:start + BLOCK] = np.maximum(np.take_along_axis(S, top, axis=1), 0.0)
+    w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    return idx, w
+
+
+def graph(X: np.ndarray, k: int = NEIGHBOURS) -> sparse.csr_matrix:
+    """The row-normalised k-nearest-neighbour graph of ``X`` (no item its own neighbour)."""
+    idx, w = neighbours(X, X, k)
+    return sparse.csr_matrix((w.ravel(), idx.ravel(), np.arange(0, idx.size + 1, idx.shape[1])),
+                             shape=(len(X), len(X)))
+
+
+def propagate(P0: np.ndarray, W: sparse.csr_matrix, alpha: float) -> np.ndarray:
+    """The fixed point of ``P = (1 - alpha) P0 + alpha W P`` (to 1e-10; alpha < 1 makes it a contraction)."""
+    P = P0
+    for _ in range(ITERATIONS if alpha > 0 else 0):
+        last, P = P, (1 - alpha) * P0 + alpha * (W @ P)
+        if np.abs(P - last).max() < 1e-10:
+            break
+    return P
+
+
+def _subset(ev: Evidence, rows: np.ndarray) -> Evidence:
+    return Evidence(X=ev.X[rows], A=ev.A[rows], answer=ev.answer[rows])
+
+
+def _joined(a: Evidence, b: Evidence) -> Evidence:
+    return Evidence(X=np.vstack([a.X, b.X]), A=np.vstack([a.A, b.A]), answer=np.concatenate([a.answer, b.answer]))
+
+
+def _confident(P: np.ndarray, fraction: float) -> np.ndarray:
+    """Rows of the most confident ``fraction`` of each predicted label (at least one per label)."""
+    if fraction <= 0:
+        return np.empty(0, dtype=np.int64)
+    pred, conf = P.argmax(axis=1), P.max(axis=1)
+    keep = []
+    for c in np.unique(pred):
+        rows = np.flatnonzero(pred == c)
+        keep.append(rows[np.argsort(-conf[rows], kind="stable")][:max(1, int(round(fraction * len(rows))))])
+    return np.sort(np.concatenate(keep))
+
+
+class TransductiveCM(CombinedCM):
+    """``cm_best``: :class:`CombinedCM` that also learns from the corpus it labels (see the module).
+
+    >>> best = TransductiveCM(EmbeddingAnnotator()).fit(pref_texts, y, label_set=label_set)  # doctest: +SKIP
+    >>> best.adapt(corpus_texts).predict_proba(corpus_texts)  # doctest: +SKIP
+
+    Without :meth:`adapt` it labels exactly as ``cm_stack`` does. Fitted attributes beyond
+    CombinedCM's: ``fraction_``, ``alpha_`` (chosen by cross-fitting), ``n_user_`` (the first
+    ``n_user_`` rows of ``Xp_`` are the user's; the others are pseudo-labelled corpus items),
+    ``Xs_``/``Ps_`` (the corpus sample and its propagated labels), ``adapt_scores_``.
+    """
+
+    transductive = True
+
+    def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> TransductiveCM:
+        super().fit_evidence(ev, y, labels)
+        self.W_user_ = self.W_                # the logistic regression on the user's labels alone
+        self.Ap_ = ev.A                      # the preference samples' annotator scores, for adapt
+        self.n_user_ = len(y)
+        self.fraction_, self.alpha_ = 0.0, 0.0
+        self.Xs_ = np.zeros((0, ev.X.shape[1]))
+        self.Ps_ = np.zeros((0, len(labels)))
+        return self
+
+    # -- learning from the corpus --------------------------------------------------------------
+
+    def adapt_evidence(self, corpus: Evidence) -> TransductiveCM:
+        """Learn from the corpus's evidence (a seeded sample of ``SAMPLE`` items of a larger one);
+        choose ``fraction_`` and ``alpha_`` first."""
+        if len(corpus.X) > SAMPLE:
+            corpus = _subset(corpus, np.sort(np.random.default_rng(0).choice(len(corpus.X), SAMPLE, replace=False)))
+        user = Evidence(X=self.Xp_[:self.n_user_], A=self.Ap_, answer=self.Ap_.argmax(axis=1))
+        y = self.yp_[:self.n_user_]
+        self._restart(user.X, y)
+        if len(corpus.X) < NEIGHBOURS + 1:
+            return self
+        self.fraction_, self.alpha_, self.adapt_scores_ = self._choose(user, y, corpus)
+        model, P = self._self_trained(corpus, CombinedCM.proba_evidence(self, corpus), self.fraction_)
+        self.Xp_, self.yp_, self.W_ = model.Xp_, model.yp_, model.W_
+        if self.alpha_ > 0:
+            self.Xs_, self.Ps_ = corpus.X, propagate(P, graph(corpus.X), self.alpha_)
+        return self
+
+    def _restart(self, Xp: np.ndarray, yp: np.ndarray) -> None:
+        """Forget an earlier corpus: back to the model of the user's labels alone."""
+        if len(self.Xp_) != self.n_user_:
+            self.Xp_, self.yp_ = Xp, yp
+            self.W_ = self.W_user_
+        self.fraction_, self.alpha_ = 0.0, 0.0
+        self.Xs_ = np.zeros((0, Xp.shape[1]))
+        self.Ps_ = np.zeros((0, len(self.classes_)))
+
+    def _choose(self, user: Evidence, y: np.ndarray, corpus: Evidence) -> tuple[float, float, tuple]:
+        """(fraction, alpha) with the highest cross-fitted log-likelihood of the user's labels."""
+        n = len(y)
+        fold = np.empty(n, dtype=np.int64)
+        fold[np.random.default_rng(0).permutation(n)] = np.arange(n) % FOLDS
+        loglik = np.zeros((len(FRACTIONS), len(ALPHAS)))
+        for f in range(FOLDS):
+            train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            if len(np.unique(y[train])) < 2:
+                continue
+            # the model as the user's labels configured it, on this part of them alone
+            part = self._with_examples(user.X[train], y[train], len(train))
+            nodes = _joined(_subset(user, test), corpus)      # the held-out samples, unlabelled
+            P0, W, rows = CombinedCM.proba_evidence(part, nodes), graph(nodes.X), np.arange(len(test))
+            for i, fraction in enumerate(FRACTIONS):
+                _, P = part._self_trained(nodes, P0, fraction)
+                for j, alpha in enumerate(ALPHAS):
+                    Pt = propagate(P, W, alpha)[rows]
+                    loglik[i, j] += float(np.log(np.maximum(Pt[rows, y[test]], 1e-12)).sum())
+        i, j = np.unravel_index(np.argmax(loglik), loglik.shape)   # ties: the first, i.e. less change
+        return FRACTIONS[i], ALPHAS[j], tuple(tuple(round(v / n, 5) for v in row) for row in loglik)
+
+    def _with_examples(self, Xp: np.ndarray, yp: np.ndarray, n_user: int) -> TransductiveCM:
+        """A copy that learns from these examples (the first ``n_user`` the user's) with every
+        choice the user's labels made kept: ``tau``, ``k``, lambda and the stacking weights. Only
+        the examples and the prior-mean logistic regression's weights change."""
+        model = copy.copy(self)
+        model.Xp_, model.yp_, model.n_user_ = Xp, yp, n_user
+        lam, scale = self.logreg_info_.get("lambda"), self.logreg_info_.get("scale")
+        if lam is not None:
+            W0 = scale * self.L_
+            model.W_ = W0 + _fit_delta(Xp, yp, W0, lam, self.W_user_ - W0)
+            if n_user == len(yp):
+                model.W_user_ = model.W_
+        return model
+
+    def _self_trained(self, corpus: Evidence, P0: np.ndarray, fraction: float) -> tuple[TransductiveCM, np.ndarray]:
+        """The model with the most confident ``fraction`` of each label of ``corpus`` (by ``P0``,
+        its probabilities) as examples, and its probabilities for ``corpus``."""
+        rows = _confident(P0, fraction)
+        if not len(rows):
+            return self, P0
+        model = self._with_examples(np.vstack([self.Xp_[:self.n_user_], corpus.X[rows]]),
+                                    np.concatenate([self.yp_[:self.n_user_], P0[rows].argmax(axis=1)]),
+                                    self.n_user_)
+        return model, CombinedCM.proba_evidence(model, corpus)
+
+    def adaptation(self) -> str:
+        """What the corpus changed, in words (``annotate`` prints it)."""
+        if self.fraction_ == 0 and self.alpha_ == 0:
+            return "nothing (the cross-fit on the preference samples found no gain)"
+        return (f"self-training on the most confident {self.fraction_:.0%} of each label, "
+                f"neighbours' weight {self.alpha_:g} (both chosen on the preference samples)")
+
+    # -- labelling -----------------------------------------------------------------------------
+
+    def _similarities(self, X: np.ndarray) -> np.ndarray:
+        S = super()._similarities(X)
+        pseudo = S[:, self.n_user_:]
+        pseudo[pseudo >= SAME] = -np.inf     # a corpus item is never its own example
+        return S
+
+    def proba_evidence(self, ev: Evidence) -> np.ndarray:
+        P = super().proba_evidence(ev)
+        if self.alpha_ <= 0 or len(self.Xs_) <= NEIGHBOURS:
+            return P
+        idx, w = neighbours(ev.X, self.Xs_, NEIGHBOURS)
+        return (1 - self.alpha_) * P + self.alpha_ * np.einsum("nk,nkc->nc", w, self.Ps_[idx])

@@ -1,0 +1,73 @@
+"""cm_best learning from the corpus it labels: never from labels it has not got, the same labels
+however the corpus is cut into chunks, and better than cm_stack on a real corpus."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cmalign import CombinedCM
+from cmalign.data import Budget, load_bundled, protocol_split
+from cmalign.data.datasets import Split
+from cmalign.evaluation import accuracy, bench
+from cmalign.method import TransductiveCM, transductive
+from cmalign.method.evidence import gather
+
+
+@pytest.fixture(scope="module")
+def massive(annotator):
+    """MASSIVE at 1%: the preference samples' and the evaluation items' evidence, and the model."""
+    ds = load_bundled("massive_scenario")
+    split = protocol_split(ds, Budget(fraction=0.01), seed=0)
+    texts, y = [i.text for i in split.preference], [i.label for i in split.preference]
+    corpus, gold = [i.text for i in split.evaluation], [i.label for i in split.evaluation]
+    model = TransductiveCM(annotator).fit(texts, y, label_set=ds.labels)
+    return ds, split, texts, y, corpus, gold, model
+
+
+def test_before_adapt_it_is_cm_stack_and_after_it_labels_better(annotator, massive):
+    ds, _, texts, y, corpus, gold, model = massive
+    stack = CombinedCM(annotator).fit(texts, y, label_set=ds.labels)
+    answers = annotator.annotate(corpus, ds.labels)
+    fresh = TransductiveCM(annotator).fit(texts, y, label_set=ds.labels)
+    assert np.array_equal(fresh.predict_proba(corpus, answers=answers), stack.predict_proba(corpus, answers=answers))
+    fresh.adapt(corpus, answers=answers)
+    assert fresh.fraction_ in transductive.FRACTIONS and fresh.alpha_ in transductive.ALPHAS
+    assert (fresh.fraction_, fresh.alpha_) != (0.0, 0.0)  # 1% of MASSIVE: the corpus has much to teach
+    before = accuracy(stack.predict(corpus, answers=answers), gold)
+    after = accuracy(fresh.predict(corpus, answers=answers), gold)
+    assert after > before + 0.01
+    assert np.allclose(fresh.predict_proba(corpus[:50], answers=answers[:50]).sum(axis=1), 1.0)
+
+
+def test_labels_do_not_depend_on_how_the_corpus_is_cut_or_on_what_it_learned_before(annotator, massive):
+    ds, _, texts, y, corpus, _, _ = massive
+    model = TransductiveCM(annotator).fit(texts, y, label_set=ds.labels).adapt(corpus)
+    whole = model.predict_proba(corpus)
+    chunks = np.vstack([model.predict_proba(corpus[i:i + 333]) for i in range(0, len(corpus), 333)])
+    assert np.allclose(whole, chunks, atol=1e-12)
+    # on the items it learned from, labelling a text equals the propagated fixed point
+    assert model.alpha_ > 0
+    ev = gather(corpus, ds.labels, annotator, model.encoder_)
+    assert np.allclose(model.proba_evidence(ev), model.Ps_, atol=1e-6)
+    # learning from another corpus, then this one again, gives the same model
+    again = TransductiveCM(annotator).fit(texts, y, label_set=ds.labels).adapt(corpus[:1000]).adapt(corpus)
+    assert np.allclose(again.predict_proba(corpus), whole, atol=1e-12)
+
+
+def test_shuffled_evaluation_labels_give_the_same_predictions(annotator, encoder, massive, monkeypatch):
+    ds, split, *_ = massive
+    seen = []
+    real = bench._accuracy_of
+    monkeypatch.setattr(bench, "_accuracy_of", lambda method, probs, gold: seen.append(probs) or real(method, probs, gold))
+    rng = np.random.default_rng(7)
+    labels = [i.label for i in split.evaluation]
+    shuffled = Split(split.preference, tuple(replace(i, label=labels[j]) for i, j in
+                                             zip(split.evaluation, rng.permutation(len(labels)))))
+    first = bench._run_methods(split, ds.labels, annotator, encoder, ["cm_best"])
+    second = bench._run_methods(shuffled, ds.labels, annotator, encoder, ["cm_best"])
+    third = bench._run_methods(split, ds.labels, annotator, encoder, ["cm_best"])
+    assert np.array_equal(seen[0], seen[1]) and np.array_equal(seen[0], seen[2])
+    assert first["cm_best"].accuracy == third["cm_best"].accuracy   # the same run twice: the same number
+    assert second["cm_best"].accuracy < first["cm_best"].accuracy - 0.3  # the shuffle did reach the scorer
+    assert first["cm_best"].fit_seconds > 0
