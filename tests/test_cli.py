@@ -1,6 +1,7 @@
 """The command line, end to end on the real embedded model and real bundled data."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -217,3 +218,37 @@ def test_bad_budget_exits_cleanly(budget):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("cmalign: error: budget") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_annotate_learns_from_its_input_and_resumes_only_as_it_began(capsys, tmp_path):
+    ds = load_bundled("massive_scenario")  # 1% of MASSIVE labelled, 2,974 items to label: much to learn
+    split = protocol_split(ds, Budget(fraction=0.01), seed=0)
+    (tmp_path / "prefs.jsonl").write_text("".join(json.dumps({"text": i.text, "label": i.label}) + "\n"
+                                                  for i in split.preference))
+    (tmp_path / "labels.txt").write_text("\n".join(ds.labels.labels) + "\n")
+    new, bank = str(tmp_path / "new.jsonl"), str(tmp_path / "bank.json")
+    Path(new).write_text("".join(json.dumps({"text": i.text}) + "\n" for i in ds.small))
+    assert main(["fit", str(tmp_path / "prefs.jsonl"), "--labels", str(tmp_path / "labels.txt"), "-o", bank]) == 0
+    learned = tmp_path / "learned.jsonl"
+    code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(learned))
+    assert code == 0 and "cm_best learned from 2974 of the 2974 items: self-training" in err, err
+    code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(tmp_path / "off.jsonl"), "--adapt", "0")
+    assert code == 0 and "learned from" not in err
+    code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(tmp_path / "stack.jsonl"),
+                       "--method", "cm_stack")
+    assert code == 0, err
+
+    def labels(name):
+        return [r["label"] for r in map(json.loads, (tmp_path / name).read_text().splitlines())]
+
+    gold = [i.label for i in ds.small]
+    assert labels("off.jsonl") == labels("stack.jsonl")       # without the corpus, cm_best is cm_stack
+    assert accuracy(labels("learned.jsonl"), gold) > accuracy(labels("stack.jsonl"), gold) + 0.01
+    whole = learned.read_text()
+    learned.write_text("".join(whole.splitlines(keepends=True)[:100]))
+    code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(learned), "--resume", "--adapt", "0")
+    assert code == 2 and "another adapt" in err             # the rest would come from another model
+    code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(learned), "--resume")
+    assert code == 0 and learned.read_text() == whole
+    code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(tmp_path / "x.jsonl"), "--adapt", "-1")
+    assert code == 2 and "--adapt -1" in err

@@ -29,6 +29,7 @@ from .files import writable_target
 from .interchange import FORMATS, config_path, export
 from .labeler import Labeler
 from .method import METHODS, MemoryBank
+from .method.transductive import SAMPLE as ADAPT_SAMPLE
 from .output import LabelledOutput, describe
 from .prompting import Decoding, Prompts
 from .prompting.strategies import STRATEGIES, check_strategies
@@ -138,6 +139,8 @@ def _engine(args: argparse.Namespace, labeler: Labeler) -> RayEngine | None:
 def cmd_annotate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     args.threads = default_threads() if args.threads is None else args.threads
+    if args.adapt < 0:
+        raise CmalignError(f"--adapt {args.adapt}: must be 0 (off) or more")
     for flag, value in (("--threads", args.threads), ("--workers", args.workers), ("--batch-size", args.batch_size)):
         if value < 1:
             raise CmalignError(f"{flag} {value}: must be at least 1")
@@ -159,6 +162,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             if labeler.refit_reason:
                 _say(f"fitted {labeler.method} on the bank's {len(bank.samples)} preference samples "
                      f"({labeler.refit_reason}; 'cmalign fit --method {labeler.method}' saves it)")
+            learned = labeler.adapt(items, total, args.adapt)
+            if learned:
+                _say(f"{labeler.method} learned from {learned} of the {total} items: {labeler.method_.adaptation()}")
             engine = _engine(args, labeler)
             with tqdm(total=total, unit="item", desc="annotate", disable=not _progress()) as bar:
                 done, labelled, outcomes = labeler.label_into(output, items, input_path=args.input,
@@ -348,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="where to write the labelled JSONL")
     p.add_argument("--labels", help="label-set file; must match the bank's")
     p.add_argument("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
+    p.add_argument("--adapt", type=int, default=ADAPT_SAMPLE, metavar="N", help="cm_best learns from a seeded "
+                   f"sample of N input items before labelling (default: {ADAPT_SAMPLE}; 0: off, as cm_stack)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="the output exists: keep its lines, label the rest")
     again.add_argument("--overwrite", action="store_true", help="the output exists: replace it")

@@ -204,6 +204,25 @@ class Labeler:
             return f"saved for another {differs[0]}"
         return None
 
+    # -- learning from the corpus ----------------------------------------------------------------
+
+    def adapt(self, items: Iterable[Item], total: int, size: int) -> int:
+        """Let a transductive method (``cm_best``) learn from a seeded sample of ``size`` of the
+        ``total`` items about to be labelled, read in one streaming pass (the same items, hence the
+        same model, on a resumed run). Returns how many it learned from (0: the method does not)."""
+        self.adapted_ = 0
+        if not self.method_.transductive or size < 1 or total < 1:
+            return 0
+        keep = np.sort(np.random.default_rng(0).choice(total, size=min(size, total), replace=False))
+        texts, at = [], 0
+        for i, item in enumerate(items):
+            if at < len(keep) and i == keep[at]:
+                texts.append(item.text)
+                at += 1
+        self.method_.adapt(texts)
+        self.adapted_ = len(texts)
+        return len(texts)
+
     # -- labelling -----------------------------------------------------------------------------
 
     def label(self, texts: Iterable[str]) -> Iterator[list[Record]]:
@@ -221,6 +240,7 @@ class Labeler:
         :class:`cmalign.engine.RayEngine`); the output is the same line for line. Returns (items
         kept, items labelled, how often each outcome occurred)."""
         run = {"bank": self._bank().digest(), "annotator": self.annotator.identity, "method": self.method,
+               "adapt": getattr(self, "adapted_", 0) if self.method_.transductive else None,
                "input": None if input_path is None else str(Path(input_path).resolve())}
         items = iter(items)
         done = output.start(items, run)

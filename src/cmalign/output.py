@@ -28,7 +28,7 @@ from .files import writable_target
 from .method.base import Record
 
 RUN_SUFFIX = ".cmalign-run"
-COMPARED = ("bank", "annotator", "method")  # what a resumed run must share with the one it continues;
+COMPARED = ("bank", "annotator", "method", "adapt")  # what a resumed run must share with the one it continues;
 # the input is checked line by line (numbers and texts), so a renamed input file still resumes
 
 
