@@ -17,6 +17,11 @@ preference sample of CLINC) labels them as a fresh process. Printed as JSON, one
 Threads: the command runs with its defaults; set OMP_NUM_THREADS etc. around this script to try others.
 
     python benchmarks/scale.py --sizes 10000,100000,1000000
+
+A run too long for one sitting can go on where it stopped: `--work DIR --resume` finds the
+corpus and the partial output of a size in DIR and runs `annotate --resume` on it. That line then
+describes the resumed process alone: "resumed_from" items were already written, and its peak RSS,
+speed and time to the first new line are those of the items it labelled.
 """
 
 from __future__ import annotations
@@ -71,9 +76,19 @@ with open(sys.argv[1], encoding="utf-8") as handle:
 """
 
 
-def measure(argv: list[str], out: Path, program: tuple[str, ...] = ("-m", "cmalign")) -> dict:
-    """Wall time, time to the first complete output line and peak RSS of ``python -m cmalign argv``."""
-    out.unlink(missing_ok=True)
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+
+
+def measure(argv: list[str], out: Path, program: tuple[str, ...] = ("-m", "cmalign"), keep: bool = False) -> dict:
+    """Wall time, time to the first complete new output line and peak RSS of ``python -m cmalign argv``.
+
+    With ``keep`` the output already holds lines (a resumed run): the first line is the first one
+    written after them."""
+    if not keep:
+        out.unlink(missing_ok=True)
+    before = out.stat().st_size if keep and out.exists() else 0
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, *program, *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -82,8 +97,9 @@ def measure(argv: list[str], out: Path, program: tuple[str, ...] = ("-m", "cmali
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        if first is None and out.exists():
+        if first is None and out.exists() and out.stat().st_size > before:
             with open(out, "rb") as handle:
+                handle.seek(before)
                 if b"\n" in handle.read(65536):
                     first = time.perf_counter() - start
         time.sleep(0.02)
@@ -101,7 +117,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--work", help="folder for the corpora and outputs (default: a new temporary one)")
     parser.add_argument("--batch-size", type=int, default=2048, help="annotate's chunk size")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the partial outputs an earlier run left in --work")
     args = parser.parse_args()
+    if args.resume:
+        if not args.work:
+            parser.error("--resume needs the --work folder of the earlier run")
+        resume(Path(args.work), [int(s) for s in args.sizes.split(",")], args.batch_size)
+        return
     work = Path(args.work or tempfile.mkdtemp(prefix="cmalign-scale-"))
     work.mkdir(parents=True, exist_ok=True)
 
@@ -140,6 +163,27 @@ def main() -> None:
         print(json.dumps(row | {"cmalign": run["stderr"][-2]}), flush=True)
         out.unlink(missing_ok=True)
         inp.unlink(missing_ok=True)
+
+
+def resume(work: Path, sizes: list[int], batch_size: int) -> None:
+    """Finish the partial outputs of an earlier run in ``work``, one fresh process each."""
+    for n in sizes:
+        inp, out = work / f"in-{n}.jsonl", work / f"out-{n}.jsonl"
+        if not (inp.exists() and out.exists() and (work / "bank.json").exists()):
+            raise SystemExit(f"{work}: no partial run of {n} items to resume")
+        done = count_lines(out)
+        run = measure(["annotate", str(inp), "--bank", str(work / "bank.json"), "-o", str(out),
+                       "--batch-size", str(batch_size), "--resume"], out, keep=True)
+        total = count_lines(out)
+        if total != n:
+            raise SystemExit(f"{out}: {total} lines after the resumed run, expected {n}")
+        new = n - done
+        print(json.dumps({"items": n, "resumed_from": done, "labelled_now": new,
+                          "peak_rss_mb": round(run["peak_rss_mb"], 1),
+                          "items_per_s": round(new / run["wall"], 1),
+                          "loop_items_per_s": round((new - min(new, batch_size)) / max(run["wall"] - run["first"], 1e-9), 1),
+                          "seconds_to_first_line": round(run["first"], 1), "wall_seconds": round(run["wall"], 1),
+                          "cmalign": run["stderr"][-2] if len(run["stderr"]) > 1 else run["stderr"]}), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ REPEATS times and alternating so machine noise hits all alike:
   encode         raw sentence-embedding throughput of the same model on the same texts (in this
                  process, model loaded, empty cache)
   cm_remap       `cmalign annotate --method cm_remap` as a fresh process (read, load, label, write)
-  cm_best        `cmalign annotate` with its default, the combined model, from its saved state
+  cm_best        `cmalign annotate` with its default, the combined model, from its saved state; it
+                 first learns from a sample of the input (its transductive step)
+  cm_best_adapt0 the same with `--adapt 0`: no learning from the input, i.e. `cm_stack`
   cm_best_refit  the same with a copy of the bank that has no saved state: the method is fitted
                  again on the bank's samples before the first item is labelled
 For each command: the wall time, and the time from start to the first labelled line written.
@@ -73,6 +75,7 @@ def run(dataset: str, n_items: int, repeats: int, src: str | None) -> dict:
 
     runs = {"cm_remap": ["--bank", str(work / "bank.json"), "--method", "cm_remap"],
             "cm_best": ["--bank", str(work / "bank.json")],
+            "cm_best_adapt0": ["--bank", str(work / "bank.json"), "--adapt", "0"],
             "cm_best_refit": ["--bank", str(work / "nostate.json")]}
     encoder = SentenceEncoder()
     wall: dict[str, list[float]] = {"encode": [], **{name: [] for name in runs}}
