@@ -133,7 +133,7 @@ class TransductiveCM(CombinedCM):
         if len(corpus.X) < NEIGHBOURS + 1:
             return self
         self.fraction_, self.alpha_, self.adapt_scores_ = self._choose(user, y, corpus)
-        model, P = self._self_trained(corpus, CombinedCM.proba_evidence(self, corpus), self.fraction_)
+        model, P = self._self_trained(corpus, self._stacked(corpus), self.fraction_)
         self.Xp_, self.yp_, self.W_ = model.Xp_, model.yp_, model.W_
         if self.alpha_ > 0:
             self.Xs_, self.Ps_ = corpus.X, propagate(P, graph(corpus.X), self.alpha_)
@@ -161,7 +161,7 @@ class TransductiveCM(CombinedCM):
             # the model as the user's labels configured it, on this part of them alone
             part = self._with_examples(user.X[train], y[train], len(train))
             nodes = _joined(_subset(user, test), corpus)      # the held-out samples, unlabelled
-            P0, W, rows = CombinedCM.proba_evidence(part, nodes), graph(nodes.X), np.arange(len(test))
+            P0, W, rows = part._stacked(nodes), graph(nodes.X), np.arange(len(test))
             for i, fraction in enumerate(FRACTIONS):
                 _, P = part._self_trained(nodes, P0, fraction)
                 for j, alpha in enumerate(ALPHAS):
@@ -193,7 +193,7 @@ class TransductiveCM(CombinedCM):
         model = self._with_examples(np.vstack([self.Xp_[:self.n_user_], corpus.X[rows]]),
                                     np.concatenate([self.yp_[:self.n_user_], P0[rows].argmax(axis=1)]),
                                     self.n_user_)
-        return model, CombinedCM.proba_evidence(model, corpus)
+        return model, model._stacked(corpus)
 
     def adaptation(self) -> str:
         """What the corpus changed, in words (``annotate`` prints it)."""
@@ -210,8 +210,16 @@ class TransductiveCM(CombinedCM):
         pseudo[pseudo >= SAME] = -np.inf     # a corpus item is never its own example
         return S
 
+    def _stacked(self, ev: Evidence) -> np.ndarray:
+        """The combined model's probabilities with the examples it has now, ``BLOCK`` rows at a time
+        (each row's arrays span every example: memory stays small however many were added)."""
+        if len(ev.X) <= BLOCK:
+            return CombinedCM.proba_evidence(self, ev)
+        return np.vstack([CombinedCM.proba_evidence(self, _subset(ev, np.arange(i, min(i + BLOCK, len(ev.X)))))
+                          for i in range(0, len(ev.X), BLOCK)])
+
     def proba_evidence(self, ev: Evidence) -> np.ndarray:
-        P = super().proba_evidence(ev)
+        P = self._stacked(ev)
         if self.alpha_ <= 0 or len(self.Xs_) <= NEIGHBOURS:
             return P
         idx, w = neighbours(ev.X, self.Xs_, NEIGHBOURS)
