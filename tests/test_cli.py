@@ -86,7 +86,13 @@ def test_bench_json_is_shaped_as_documented_and_repeatable(capsys, annotator):
     code, out1, _ = run(capsys, *argv)
     assert code == 0
     code, out2, _ = run(capsys, *argv)
-    assert out1 == out2
+
+    def timeless(out):  # the same numbers, but never the same seconds
+        result = json.loads(out)
+        return [{k: v for k, v in m.items() if k != "fit_seconds"} for m in result.pop("methods").values()], result
+
+    assert timeless(out1) == timeless(out2)
+    assert all(m["fit_seconds"] >= 0 for m in json.loads(out1)["methods"].values())
     (line,) = out1.splitlines()
     result = json.loads(line)
     assert result["dataset"] == "massive_scenario" and result["seed"] == 0 and result["budget"] == "0.01"
@@ -244,8 +250,8 @@ def test_annotate_learns_from_its_input_and_resumes_only_as_it_began(capsys, tmp
     gold = [i.label for i in ds.small]
     assert labels("off.jsonl") == labels("stack.jsonl")       # without the corpus, cm_best is cm_stack
     assert accuracy(labels("learned.jsonl"), gold) > accuracy(labels("stack.jsonl"), gold) + 0.01
-    whole = learned.read_text()
-    learned.write_text("".join(whole.splitlines(keepends=True)[:100]))
+    whole = learned.read_text()  # cut after the first chunk, as a killed run leaves it
+    learned.write_text("".join(whole.splitlines(keepends=True)[:2048]))
     code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(learned), "--resume", "--adapt", "0")
     assert code == 2 and "another adapt" in err             # the rest would come from another model
     code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(learned), "--resume")

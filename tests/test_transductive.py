@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from cmalign import CombinedCM
-from cmalign.data import Budget, load_bundled, protocol_split
 from cmalign.data.datasets import Split
 from cmalign.evaluation import accuracy, bench
 from cmalign.method import TransductiveCM, transductive
@@ -15,10 +14,9 @@ from cmalign.method.evidence import gather
 
 
 @pytest.fixture(scope="module")
-def massive(annotator):
-    """MASSIVE at 1%: the preference samples' and the evaluation items' evidence, and the model."""
-    ds = load_bundled("massive_scenario")
-    split = protocol_split(ds, Budget(fraction=0.01), seed=0)
+def massive(annotator, massive_1pct):
+    """MASSIVE at 1%: the split, its texts and labels, and the model fitted on the preference samples."""
+    ds, split = massive_1pct
     texts, y = [i.text for i in split.preference], [i.label for i in split.preference]
     corpus, gold = [i.text for i in split.evaluation], [i.label for i in split.evaluation]
     model = TransductiveCM(annotator).fit(texts, y, label_set=ds.labels)

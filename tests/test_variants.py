@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from cmalign import CombinedCM, LabelSet, MarginalCM
-from cmalign.data import Budget, load_bundled, protocol_split
 from cmalign.evaluation import accuracy
 from cmalign.evaluation.metrics import expected_calibration_error
 from cmalign.method import combined, marginal
@@ -108,9 +107,8 @@ def test_expected_calibration_error():
 
 
 @pytest.fixture(scope="module")
-def massive_run(annotator):
-    ds = load_bundled("massive_scenario")
-    split = protocol_split(ds, Budget(fraction=0.01), seed=0)
+def massive_run(massive_1pct):
+    ds, split = massive_1pct
     pref_texts, pref_labels = [i.text for i in split.preference], [i.label for i in split.preference]
     eval_texts, gold = [i.text for i in split.evaluation], [i.label for i in split.evaluation]
     return ds, pref_texts, pref_labels, eval_texts, gold

@@ -162,6 +162,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             if labeler.refit_reason:
                 _say(f"fitted {labeler.method} on the bank's {len(bank.samples)} preference samples "
                      f"({labeler.refit_reason}; 'cmalign fit --method {labeler.method}' saves it)")
+            if args.engine == "ray":  # a missing Ray or an unreachable cluster: before any learning
+                RayEngine.preflight(args.ray_address)
             learned = labeler.adapt(items, total, args.adapt)
             if learned:
                 _say(f"{labeler.method} learned from {learned} of the {total} items: {labeler.method_.adaptation()}")

@@ -8,10 +8,11 @@ version was built with before use: a changed file would silently change every nu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,19 @@ class SentenceEncoder:
             longest_first = longest_first[size:]
         short = [t for t in texts if len(t) <= limit]  # in the order given, as one call: as before
         return groups + ([(short, self.batch_size)] if short else [])
+
+    @contextlib.contextmanager
+    def passing(self) -> Iterator[SentenceEncoder]:
+        """Inside, texts are encoded into a cache of their own, dropped on leaving. A vector depends
+        in its last bits on the texts it was batched with, so ``annotate`` encodes the sample
+        ``cm_best`` learns from this way: the labelling then encodes every chunk as a Ray worker
+        or a resumed run does, and all three write the same file to the last digit."""
+        kept = self._cache
+        self._cache = OrderedDict()
+        try:
+            yield self
+        finally:
+            self._cache = kept
 
     def reserve(self, n: int) -> None:
         """Keep at least ``n`` texts cached (a benchmark's dataset, read once per run)."""

@@ -18,6 +18,7 @@ and resume point; a dataset per window of the stream would load the model again 
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import socket
 from collections import deque
@@ -127,14 +128,20 @@ class RayEngine:
         self.calls = 0
         self.usage: Usage | None = None
 
+    @staticmethod
+    def preflight(address: str | None) -> None:
+        """Fail at once where a run could not start: Ray not installed, or nothing listening at the
+        cluster's address (before the model learns anything, so no work is thrown away)."""
+        if importlib.util.find_spec("ray") is None:
+            raise CmalignError("--engine ray needs Ray: pip install 'cmalign[ray]'")
+        _check_reachable(address if address is not None else os.environ.get("RAY_ADDRESS"))
+
     def label(self, labeler: Labeler, chunks: Iterable[list[Item]]) -> Iterator[tuple[list[Item], list[Record]]]:
-        try:
-            import ray
-        except ImportError:
-            raise CmalignError("--engine ray needs Ray: pip install 'cmalign[ray]'") from None
+        self.preflight(self.address)
+        import ray
+
         started_here = not ray.is_initialized()
         if started_here:
-            _check_reachable(self.address)
             try:
                 env = {"env_vars": {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}}
                 if self.address:

@@ -17,6 +17,7 @@ match is not used (the method is fitted again from the bank's samples, and ``ref
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -219,7 +220,9 @@ class Labeler:
             if at < len(keep) and i == keep[at]:
                 texts.append(item.text)
                 at += 1
-        self.method_.adapt(texts)
+        encoder = getattr(self.method_, "encoder_", None)
+        with encoder.passing() if encoder is not None else contextlib.nullcontext():
+            self.method_.adapt(texts)  # the sample's vectors are not kept: see SentenceEncoder.passing
         self.adapted_ = len(texts)
         return len(texts)
 
