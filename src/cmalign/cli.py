@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="label-set file; must match the bank's")
     p.add_argument("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
     p.add_argument("--adapt", type=int, default=ADAPT_SAMPLE, metavar="N", help="cm_best learns from a seeded "
-                   f"sample of N input items before labelling (default: {ADAPT_SAMPLE}; 0: off, as cm_stack)")
+                   f"sample of N input items before labelling (default and most: {ADAPT_SAMPLE}; 0: off, as cm_stack)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="the output exists: keep its lines, label the rest")
     again.add_argument("--overwrite", action="store_true", help="the output exists: replace it")

@@ -214,12 +214,14 @@ class Labeler:
         self.adapted_ = 0
         if not self.method_.transductive or size < 1 or total < 1:
             return 0
-        keep = np.sort(np.random.default_rng(0).choice(total, size=min(size, total), replace=False))
-        texts, at = [], 0
+        size = min(size, total, getattr(self.method_, "sample_limit", size))  # never read more than it uses
+        keep = np.sort(np.random.default_rng(0).choice(total, size=size, replace=False))
+        texts: list[str] = []
         for i, item in enumerate(items):
-            if at < len(keep) and i == keep[at]:
+            if i == keep[len(texts)]:
                 texts.append(item.text)
-                at += 1
+                if len(texts) == size:
+                    break  # the rest of the file is not needed
         encoder = getattr(self.method_, "encoder_", None)
         with encoder.passing() if encoder is not None else contextlib.nullcontext():
             self.method_.adapt(texts)  # the sample's vectors are not kept: see SentenceEncoder.passing

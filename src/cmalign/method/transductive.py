@@ -113,6 +113,7 @@ class TransductiveCM(CombinedCM):
     """
 
     transductive = True
+    sample_limit = SAMPLE  # corpus items it learns from at most (``annotate --adapt`` reads no more)
 
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> TransductiveCM:
         super().fit_evidence(ev, y, labels)
