@@ -8,7 +8,9 @@ import pytest
 
 from cmalign import CombinedCM
 from cmalign.data.datasets import Split
+from cmalign.data.io import Item
 from cmalign.evaluation import accuracy, bench
+from cmalign.labeler import Labeler
 from cmalign.method import TransductiveCM, transductive
 from cmalign.method.evidence import gather
 
@@ -70,3 +72,21 @@ def test_shuffled_evaluation_labels_give_the_same_predictions(annotator, encoder
     assert first["cm_best"].accuracy == third["cm_best"].accuracy   # the same run twice: the same number
     assert second["cm_best"].accuracy < first["cm_best"].accuracy - 0.3  # the shuffle did reach the scorer
     assert first["cm_best"].fit_seconds > 0
+
+
+def test_annotate_encodes_the_sample_it_learned_from_once_and_a_worker_labels_alike(annotator, massive):
+    ds, _, texts, y, corpus, _, _ = massive
+    new = [f"{t} (ticket)" for t in corpus[:600]]  # texts no other test has encoded
+    labeler = Labeler(annotator, "cm_best").fit(texts, y, label_set=ds.labels)
+    encoder = labeler.method_.encoder_
+    before = encoder.encoded
+    assert labeler.adapt((Item(t) for t in new), len(new), 200) == 200
+    sample = set(labeler.pins_)
+    assert encoder.encoded - before == len(sample) and sample < set(new)
+    before = encoder.encoded
+    records = [r for chunk in labeler.label(new) for r in chunk]
+    assert encoder.encoded - before == len(set(new) - sample)  # the sample's vectors reused, not encoded again
+    # a labeller rebuilt from what a Ray worker is sent labels the same, to the last bit
+    worker = Labeler.rebuilt(annotator, "cm_best", *labeler.portable())
+    assert [r for chunk in worker.label(new) for r in chunk] == records
+    assert not encoder._pinned  # outside a labelling call, nothing is pinned

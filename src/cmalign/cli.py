@@ -119,10 +119,10 @@ def _labeler(args: argparse.Namespace, bank: MemoryBank) -> Labeler:
 def _worker_labeler(args: argparse.Namespace, method: str, portable: tuple) -> Labeler:
     """The same labeller in a Ray worker, from the bank and state the driver holds (never refitted
     there, so every worker labels as the driver would)."""
-    bank, arrays, values = portable
+    bank, arrays, values, pins = portable
     encoder = default_encoder(args.device)
     annotator = _annotator(args, encoder, pool=([s.text for s in bank.samples], [s.label for s in bank.samples]))
-    return Labeler.rebuilt(annotator, method, bank, arrays, values, encoder=encoder, chunk_size=args.batch_size)
+    return Labeler.rebuilt(annotator, method, bank, arrays, values, pins, encoder=encoder, chunk_size=args.batch_size)
 
 
 def _engine(args: argparse.Namespace, labeler: Labeler) -> RayEngine | None:
@@ -337,8 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
             add("--strategy", default="vanilla", choices=STRATEGIES, help="prompting strategy (default: vanilla)")
             add("--dry-run", action="store_true", help="send nothing: count the requests the cache cannot "
                 "answer and their tokens")
-            p.add_argument("--method", choices=list(METHODS), help="the method (default: cm_best where the "
-                           "annotator gives scores, else cm_remap; the README's table says what each does)")
+            p.add_argument("--method", choices=list(METHODS), help="the method (default: cm_best, for every "
+                           "annotator; the README's table says what each does)")
         for flag, kind, default, help in LLM_OPTIONS:
             add(flag, type=kind, default=default, help=help + ("" if default is None else f" (default: {default})"))
         return p
@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per run")
     p.add_argument("--limit", type=int, help="evaluate on a seeded subset of this many items (slow annotators)")
     p.add_argument("--strategies", action="append", metavar="LIST", help=f"chat models: strategies to compare "
-                   f"({','.join(STRATEGIES)}; default: vanilla); each gives X, X+cm and X+cm_remap")
+                   f"({','.join(STRATEGIES)}; default: vanilla); each gives X and X+M for every method M that asks the annotator")
     p.add_argument("--select", action="append", metavar="LIST", help=f"how the preference sample is drawn: "
                    f"{', '.join(SELECTORS)} or all (default: random, the paper's protocol); each run per selector")
     p = command("export", cmd_export, "labelled JSONL (annotate's output) -> Parquet, CSV, JSONL or Label Studio "

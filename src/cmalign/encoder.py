@@ -65,6 +65,7 @@ class SentenceEncoder:
                        else self._model.get_sentence_embedding_dimension())
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.cache_size = cache_size
+        self._pinned: dict[str, np.ndarray] = {}
         self.encoded = 0  # texts actually run through the model (cache misses)
 
     @property
@@ -99,8 +100,7 @@ class SentenceEncoder:
     def passing(self) -> Iterator[SentenceEncoder]:
         """Inside, texts are encoded into a cache of their own, dropped on leaving. A vector depends
         in its last bits on the texts it was batched with, so ``annotate`` encodes the sample
-        ``cm_best`` learns from this way: the labelling then encodes every chunk as a Ray worker
-        or a resumed run does, and all three write the same file to the last digit."""
+        ``cm_best`` learns from this way, apart from any chunk, and then :meth:`pinned` its vectors."""
         kept = self._cache
         self._cache = OrderedDict()
         try:
@@ -108,13 +108,27 @@ class SentenceEncoder:
         finally:
             self._cache = kept
 
+    @contextlib.contextmanager
+    def pinned(self, vectors: dict[str, np.ndarray]) -> Iterator[SentenceEncoder]:
+        """Inside, these texts take these vectors and are never encoded (nor batched with others).
+        ``annotate`` pins the sample ``cm_best`` learned from, encoded once in :meth:`passing`: each
+        chunk then encodes only its other texts, the same ones in this process, a Ray worker (which
+        is sent the sample) or a resumed run, so all three write the same file to the last digit."""
+        kept = self._pinned
+        self._pinned = vectors
+        try:
+            yield self
+        finally:
+            self._pinned = kept
+
     def reserve(self, n: int) -> None:
         """Keep at least ``n`` texts cached (a benchmark's dataset, read once per run)."""
         self.cache_size = max(self.cache_size, n)
 
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Unit-length float32 embeddings, one row per text."""
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        pinned = self._pinned
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache and t not in pinned))
         for group, size in self._batches(missing):
             vectors = self._model.encode(group, batch_size=size, convert_to_numpy=True,
                                          normalize_embeddings=True, show_progress_bar=progress)
@@ -123,6 +137,9 @@ class SentenceEncoder:
                 self._cache[text] = vector
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
+            if text in pinned:
+                out[i] = pinned[text]
+                continue
             out[i] = self._cache[text]
             self._cache.move_to_end(text)
         while len(self._cache) > self.cache_size:

@@ -100,7 +100,7 @@ class _Worker:
         self.labeler = factory()
 
     def label(self, texts: list[str]) -> list[Record]:
-        records = self.labeler.method_.records(texts)
+        records = self.labeler.records(texts)
         trim_memory()
         return records
 

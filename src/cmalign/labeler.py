@@ -171,20 +171,22 @@ class Labeler:
         labeler.refit_reason = f"{saved.name}: {reason}"
         return labeler
 
-    def portable(self) -> tuple[MemoryBank, dict[str, np.ndarray], dict[str, Any]]:
-        """The bank and the method's fitted state, to rebuild this labeller elsewhere with
-        :meth:`rebuilt` (a Ray worker) without fitting again."""
+    def portable(self) -> tuple[MemoryBank, dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
+        """The bank, the method's fitted state and the vectors of the sample it learned from, to
+        rebuild this labeller elsewhere with :meth:`rebuilt` (a Ray worker) without fitting again."""
         arrays, values = self.method_.state()
-        return self._bank(), arrays, values
+        return self._bank(), arrays, values, getattr(self, "pins_", {})
 
     @classmethod
     def rebuilt(cls, annotator: Annotator, method: str, bank: MemoryBank, arrays: dict[str, np.ndarray],
-                values: dict[str, Any], *, encoder: SentenceEncoder | None = None, chunk_size: int = 2048) -> Labeler:
+                values: dict[str, Any], pins: dict[str, np.ndarray] | None = None, *,
+                encoder: SentenceEncoder | None = None, chunk_size: int = 2048) -> Labeler:
         """A labeller from what :meth:`portable` gave: the same labels as the one it came from."""
         labeler = cls(annotator, method, encoder=encoder, chunk_size=chunk_size)
         labeler.bank_ = bank
         fresh = labeler._new_method()
         labeler.method_ = fresh.fit_bank(bank) if fresh.bank_is_enough else fresh.restore(bank, arrays, values)
+        labeler.pins_ = dict(pins or {})
         return labeler
 
     def _restore(self, method: Method, saved: Path) -> str | None:
@@ -211,7 +213,7 @@ class Labeler:
         """Let a transductive method (``cm_best``) learn from a seeded sample of ``size`` of the
         ``total`` items about to be labelled, read in one streaming pass (the same items, hence the
         same model, on a resumed run). Returns how many it learned from (0: the method does not)."""
-        self.adapted_ = 0
+        self.adapted_, self.pins_ = 0, {}
         if not self.method_.transductive or size < 1 or total < 1:
             return 0
         size = min(size, total, getattr(self.method_, "sample_limit", size))  # never read more than it uses
@@ -223,8 +225,12 @@ class Labeler:
                 if len(texts) == size:
                     break  # the rest of the file is not needed
         encoder = getattr(self.method_, "encoder_", None)
-        with encoder.passing() if encoder is not None else contextlib.nullcontext():
-            self.method_.adapt(texts)  # the sample's vectors are not kept: see SentenceEncoder.passing
+        if encoder is None:
+            self.method_.adapt(texts)
+        else:
+            with encoder.passing():  # encoded apart from any chunk, once: the labelling reuses them
+                self.method_.adapt(texts)
+                self.pins_ = dict(zip(texts, encoder.encode(texts)))
         self.adapted_ = len(texts)
         return len(texts)
 
@@ -234,7 +240,15 @@ class Labeler:
         """The method's record for each text, a chunk of ``chunk_size`` at a time, in order."""
         self._bank()
         for chunk in batched(texts, self.chunk_size):
-            yield self.method_.records(chunk)
+            yield self.records(chunk)
+
+    def records(self, texts: list[str]) -> list[Record]:
+        """The method's record for each of ``texts`` (one chunk), the sample :meth:`adapt` read
+        taking the vectors it was encoded with there (see :meth:`SentenceEncoder.pinned`)."""
+        encoder = getattr(self.method_, "encoder_", None)
+        pins = getattr(self, "pins_", None)
+        with encoder.pinned(pins) if pins and encoder is not None else contextlib.nullcontext():
+            return self.method_.records(texts)
 
     def label_into(self, output: LabelledOutput, items: Iterable[Item], *, input_path: str | Path | None = None,
                    progress: Callable[[int], object] = lambda n: None,
@@ -252,7 +266,7 @@ class Labeler:
         progress(done)
         chunks = batched(items, self.chunk_size)
         labelled = engine.label(self, chunks) if engine is not None else \
-            ((chunk, self.method_.records([i.text for i in chunk])) for chunk in chunks)
+            ((chunk, self.records([i.text for i in chunk])) for chunk in chunks)
         outcomes: Counter[str] = Counter()
         n = 0
         for chunk, records in labelled:

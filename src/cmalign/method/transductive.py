@@ -80,8 +80,30 @@ def propagate(P0: np.ndarray, W: sparse.csr_matrix, alpha: float) -> np.ndarray:
     return P
 
 
+def propagated(P0: np.ndarray, W: sparse.csr_matrix, alphas: tuple[float, ...], tol: float = 1e-8) -> list[np.ndarray]:
+    """:func:`propagate` for several ``alphas`` at once, summed as the series
+    ``(1 - alpha) sum_t alpha^t W^t P0``: each product with ``W`` serves every alpha. Every entry of
+    ``W^t P0`` is at most 1, so stopping once ``max(alphas)^t < tol`` errs by less than ``tol``."""
+    top = max(alphas)
+    out = [(1 - a) * P0 for a in alphas]
+    term, t = P0, 0
+    while top > 0 and top ** (t + 1) >= tol:
+        term, t = W @ term, t + 1
+        for i, a in enumerate(alphas):
+            if a > 0:
+                out[i] += (1 - a) * a ** t * term
+    return out
+
+
 def _subset(ev: Evidence, rows: np.ndarray) -> Evidence:
     return Evidence(X=ev.X[rows], A=ev.A[rows], answer=ev.answer[rows])
+
+
+def _sample(ev: Evidence, n: int) -> Evidence:
+    """A seeded sample of ``n`` of the rows (all of them, in order, if there are no more)."""
+    if len(ev.X) <= n:
+        return ev
+    return _subset(ev, np.sort(np.random.default_rng(0).choice(len(ev.X), n, replace=False)))
 
 
 def _joined(a: Evidence, b: Evidence) -> Evidence:
@@ -130,8 +152,7 @@ class TransductiveCM(CombinedCM):
     def adapt_evidence(self, corpus: Evidence) -> TransductiveCM:
         """Learn from the corpus's evidence (a seeded sample of ``SAMPLE`` items of a larger one);
         choose ``fraction_`` and ``alpha_`` first."""
-        if len(corpus.X) > SAMPLE:
-            corpus = _subset(corpus, np.sort(np.random.default_rng(0).choice(len(corpus.X), SAMPLE, replace=False)))
+        corpus = _sample(corpus, SAMPLE)
         user = Evidence(X=self.Xp_[:self.n_user_], A=self.Ap_, answer=self.Ap_.argmax(axis=1))
         y = self.yp_[:self.n_user_]
         self._restart(user.X, y)
@@ -169,9 +190,8 @@ class TransductiveCM(CombinedCM):
             P0, W, rows = part._stacked(nodes), graph(nodes.X), np.arange(len(test))
             for i, fraction in enumerate(FRACTIONS):
                 _, P = part._self_trained(nodes, P0, fraction)
-                for j, alpha in enumerate(ALPHAS):
-                    Pt = propagate(P, W, alpha)[rows]
-                    loglik[i, j] += float(np.log(np.maximum(Pt[rows, y[test]], 1e-12)).sum())
+                for j, Pa in enumerate(propagated(P, W, ALPHAS)):
+                    loglik[i, j] += float(np.log(np.maximum(Pa[rows, y[test]], 1e-12)).sum())
         i, j = np.unravel_index(np.argmax(loglik), loglik.shape)   # ties: the first, i.e. less change
         return FRACTIONS[i], ALPHAS[j], tuple(tuple(round(v / n, 5) for v in row) for row in loglik)
 
