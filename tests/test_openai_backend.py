@@ -210,8 +210,10 @@ def test_bench_through_the_server_then_a_rerun_makes_no_call(proxy, tmp_path):
     first = _cmalign(*args)
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)
-    assert list(result["methods"]) == ["vanilla", "vanilla+cm", "vanilla+cm_remap", "fot", "fot+cm",
-                                       "fot+cm_remap", "knn", "logreg"]
+    asked = ["cm", "cm_remap", "cm_marg", "cm_ibank", "cm_stack", "cm_best"]  # every method that asks the model
+    assert list(result["methods"]) == ["vanilla", *(f"vanilla+{m}" for m in asked),
+                                       "fot", *(f"fot+{m}" for m in asked), "knn", "logreg"]
+    assert all("ece" in result["methods"][f"{x}+{m}"] for x in ("vanilla", "fot") for m in asked[2:])
     vanilla, fot = result["methods"]["vanilla"], result["methods"]["fot"]
     assert vanilla["annotator_calls"] == fot["annotator_calls"] == 6
     assert fot["annotator_tokens"] > vanilla["annotator_tokens"] > 6 * 20  # the examples cost tokens
@@ -241,15 +243,19 @@ def test_fit_then_annotate_with_a_chat_model(proxy, preferences, tmp_path):
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["text"] for r in rows] == ["wake me up at 6", "any rain later"]
+    # the default for a chat model too: the combined model, a label of the set and a confidence for each
+    labels = {json.loads(line)["label"] for line in preferences.read_text().splitlines()}
+    assert all(r["method"] == "cm_best" and r["label"] in labels and 0 < r["confidence"] <= 1 for r in rows), rows
+    rule = _cmalign("annotate", str(unlabelled), "--bank", str(tmp_path / "bank.json"), "-o",
+                    str(tmp_path / "rule.jsonl"), *common, "--method", "cm_remap")
+    assert rule.returncode == 0, rule.stderr
+    rows = [json.loads(line) for line in (tmp_path / "rule.jsonl").read_text().splitlines()]
     assert all(r["method"] == "cm_remap" and r["action"] in ("keep", "unseen", "remap", "reask", "reask-invalid")
                for r in rows)
     # the bank belongs to fot with 2 shots: another strategy or another k is refused
     other = _cmalign("annotate", str(unlabelled), "--bank", str(tmp_path / "bank.json"), "-o",
                      str(tmp_path / "o2.jsonl"), *common[:-4], "--strategy", "vanilla")
     assert other.returncode == 2 and "fitted with annotator" in other.stderr
-    scored = _cmalign("annotate", str(unlabelled), "--bank", str(tmp_path / "bank.json"), "-o",
-                      str(tmp_path / "o3.jsonl"), *common, "--method", "cm_best")
-    assert scored.returncode == 2 and "needs an annotator with a score per label" in scored.stderr
 
 
 def _plan(stderr: str) -> tuple[int, int]:

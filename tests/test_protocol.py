@@ -111,15 +111,32 @@ def test_clone_of_the_combined_model_prints_its_parameters(annotator):
     assert knn.ks == (1, 3) and "ks=(1, 3)" in repr(knn)
 
 
-def test_a_method_that_needs_scores_refuses_a_text_annotator():
-    text_only = ScriptedAnnotator({"a": "x"})
+def test_every_method_reads_an_annotator_without_scores_through_its_answers(encoder):
+    """A chat model's habits, learned from its answers: it swaps 'alarm' and 'weather' (as this
+    user means them), and answers music requests with something outside the label set."""
+    ds = load_bundled("massive_scenario")
+    by = {name: [i.text for i in ds.large if i.label == name] for name in ("alarm", "weather", "music")}
+    said = {"alarm": "weather", "weather": "alarm", "music": "play it loud"}
+    answers = {t: said[name] for name, texts in by.items() for t in texts[:14]}
+    pref = [(t, name) for name, texts in by.items() for t in texts[:10]]
+    new = [(t, name) for name, texts in by.items() for t in texts[10:14]]
+    text_only = ScriptedAnnotator(answers)
     assert not text_only.has_scores
-    for name, spec in METHODS.items():
-        if spec.needs_scores:
-            with pytest.raises(CmalignError, match=f"method {name} needs an annotator with a score per label"):
-                make_method(name, text_only)
-        else:
-            make_method(name, text_only)
+    labels = LabelSet(("alarm", "music", "weather"))
+    right = {}
+    for name in METHODS:
+        method = make_method(name, text_only, encoder).fit([t for t, _ in pref], [y for _, y in pref], label_set=labels)
+        P = method.predict_proba([t for t, _ in new])
+        assert P.shape == (len(new), 3) and np.allclose(P.sum(axis=1), 1.0), name
+        predicted = method.predict([t for t, _ in new])
+        right[name] = sum(p == y for p, y in zip(predicted, [y for _, y in new]))
+    assert right["base"] == 0 and right["cm"] == 0  # the answers taken as they are: all wrong
+    # the swap learned from the answers (music, answered outside the set, is a three-way tie for cm_marg)
+    assert right["cm_remap"] >= 8 and right["cm_marg"] >= 8 and right["cm_ibank"] >= 8, right
+    assert right["cm_stack"] == right["cm_best"] == 12, right  # and the examples place music
+    marg = make_method("cm_marg", text_only, encoder).fit([t for t, _ in pref], [y for _, y in pref], label_set=labels)
+    p_alarm = marg.predict_proba([t for t, y in new if y == "alarm"])[0]  # answered 'weather'
+    assert p_alarm[labels.index("alarm")] > 0.8
 
 
 def test_an_inferred_label_set_smaller_than_the_annotators_warns(fitted, task, annotator):

@@ -23,13 +23,16 @@ class Annotation:
     """One answer: the raw response, its bank key and canonical label (None if out of the set).
 
     ``scores``, where the backend has them, is a probability per label of the label set in its
-    order, zero outside the labels the item was allowed.
+    order, zero outside the labels the item was allowed. ``votes``, where a strategy asked more
+    than once (``consistent``), holds each answer's label (None outside the set); the answer is
+    their vote.
     """
 
     raw: str
     key: str
     label: str | None
     scores: np.ndarray | None = field(default=None, compare=False, repr=False)
+    votes: tuple[str | None, ...] = field(default=(), compare=False, repr=False)
 
 
 class Annotator(ABC):

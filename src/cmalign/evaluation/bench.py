@@ -78,8 +78,7 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Annotat
     score-based methods read texts through ``encoder``, whatever the annotator is.
     """
     split = selected_split(dataset, budget, seed, selection, annotator, encoder, limit=limit)
-    methods = _run_methods(split, dataset.labels, annotator, encoder, [n for n in METHODS if
-                                                                       METHODS[n].usable_with(annotator)])
+    methods = _run_methods(split, dataset.labels, annotator, encoder, list(METHODS))
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=annotator.identity,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods,
                      selection=selection)
@@ -137,7 +136,7 @@ def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBac
     methods: dict[str, MethodResult] = {}
     for strategy in strategies:
         annotator = ChatAnnotator(backend, strategy, prompts=prompts, retriever=retriever, k=k, decoding=decoding)
-        names = [n for n, spec in METHODS.items() if spec.uses_annotator and spec.usable_with(annotator)]
+        names = [n for n, spec in METHODS.items() if spec.uses_annotator]
         for name, result in _run_methods(split, dataset.labels, annotator, encoder, names).items():
             methods[strategy if name == "base" else f"{strategy}+{name}"] = result
     methods |= _run_methods(split, dataset.labels, None, encoder, [n for n, s in METHODS.items() if not s.uses_annotator])

@@ -81,11 +81,11 @@ class Method(ABC):
     """Base class of every method; see the module docstring for the protocol.
 
     Class attributes say what a method needs: ``uses_annotator`` (it asks the annotator about
-    each text) and ``needs_scores`` (the annotator must give a score per label).
+    each text). Every method takes every annotator: one without scores is read through its answers
+    (:func:`cmalign.method.evidence.answer_distribution`).
     """
 
     uses_annotator: ClassVar[bool] = True
-    needs_scores: ClassVar[bool] = False
     uses_encoder: ClassVar[bool] = False  # it reads texts through a sentence encoder (``encoder_``)
     bank_is_enough: ClassVar[bool] = False  # all it learns is the bank (the CM rules)
     transductive: ClassVar[bool] = False  # it also learns from the unlabelled texts it will label (adapt)
@@ -140,10 +140,6 @@ class Method(ABC):
             return
         if annotator is None:
             raise CmalignError(f"{type(self).__name__} needs an annotator: {type(self).__name__}(annotator, ...)")
-        if self.needs_scores and not annotator.has_scores:
-            raise CmalignError(f"annotator {annotator.identity!r} gives no per-label scores; "
-                               f"{type(self).__name__} needs one that does (embedded, hf-score:PATH); "
-                               "the cm rules work with any annotator")
 
     def _encoder(self) -> SentenceEncoder:
         """The sentence encoder the method uses: the one given, else the annotator's, else the default."""

@@ -25,8 +25,8 @@ PROB_FLOOR = 1e-30
 
 @dataclass(frozen=True, eq=False)
 class Evidence:
-    """Per text: unit embedding ``X[i]``, annotator probabilities ``A[i]`` over the label set and
-    the annotator's answer as a label index ``answer[i]``."""
+    """Per text: unit embedding ``X[i]``, the annotator's probabilities ``A[i]`` over the label set
+    and its answer as a label index ``answer[i]`` (-1: an answer outside the label set)."""
 
     X: np.ndarray
     A: np.ndarray
@@ -37,19 +37,30 @@ class Evidence:
         return np.log(np.maximum(self.A, PROB_FLOOR))
 
 
+def answer_distribution(answer: Annotation, labels: LabelSet) -> np.ndarray:
+    """What an answer without scores says, as a distribution over the label set: its votes (the
+    answer alone, or each of a ``consistent`` strategy's answers) plus one vote spread evenly over
+    every label, ``(votes + 1/C) / (n + 1)``. An answer outside the set adds no vote, so a reply
+    that names no label is the even spread. How far to trust it, and what the user meant by each
+    answer, the methods learn from the preference samples (``cm_marg``'s transition ``T(y|r)``,
+    ``cm_stack``'s weight for this evidence)."""
+    C = len(labels)
+    counts = np.zeros(C)
+    for label in answer.votes or (answer.label,):
+        if label is not None:
+            counts[labels.index(label)] += 1.0
+    return (counts + 1.0 / C) / (counts.sum() + 1.0)
+
+
 def gather(texts: Sequence[str], labels: LabelSet, annotator: Annotator, encoder: SentenceEncoder,
            answers: Sequence[Annotation] | None = None) -> Evidence:
-    """Embed ``texts`` and collect the annotator's probabilities (asking it unless ``answers`` given)."""
+    """Embed ``texts`` and collect the annotator's probabilities (asking it unless ``answers`` given):
+    its scores where it gives them, else :func:`answer_distribution` of its answer."""
     if answers is None:
-        if not annotator.has_scores:
-            raise CmalignError(f"annotator {annotator.identity!r} gives no per-label scores; the "
-                               "score-based methods need one that does (use the cm rules instead)")
         answers = annotator.annotate(texts, labels)
-    if any(a.scores is None for a in answers):
-        raise CmalignError("the answers carry no per-label scores; the score-based methods need an "
-                           "annotator that gives them (use the cm rules instead)")
-    A = np.stack([a.scores for a in answers]).astype(np.float64)
-    answer = np.array([labels.index(a.label) for a in answers])
+    A = np.stack([a.scores if a.scores is not None else answer_distribution(a, labels)
+                  for a in answers]).astype(np.float64)
+    answer = np.array([labels.index(a.label) if a.label is not None else -1 for a in answers], dtype=np.int64)
     return Evidence(X=encoder.encode(texts).astype(np.float64), A=A, answer=answer)
 
 
@@ -60,7 +71,6 @@ class ScoredMethod(Method):
     the tests drive with synthetic evidence.
     """
 
-    needs_scores = True
     uses_encoder = True
 
     def __init__(self, annotator: Annotator | None, *, encoder: SentenceEncoder | None = None) -> None:

@@ -50,25 +50,27 @@ def _global_loo_nll(P: np.ndarray, answer: np.ndarray, y: np.ndarray, N: np.ndar
     T = N + alpha * np.eye(C)
     rows = T.sum(axis=1)
     Tn = T / rows[:, None]
-    ii = np.arange(n)
     p = (P * Tn[:, y].T).sum(axis=1)
-    # sample i's own count leaves row answer[i]: correct that row's contribution
-    own_row = answer
-    loo_row_y = (T[own_row, y] - 1.0) / (rows[own_row] - 1.0)
-    p += P[ii, own_row] * (loo_row_y - Tn[own_row, y])
+    # sample i's own count leaves row answer[i]: correct that row's contribution (an answer
+    # outside the label set, -1, was never counted)
+    ii = np.flatnonzero(answer >= 0)
+    own_row, yi = answer[ii], y[ii]
+    loo_row_y = (T[own_row, yi] - 1.0) / (rows[own_row] - 1.0)
+    p[ii] += P[ii, own_row] * (loo_row_y - Tn[own_row, yi])
     return _nll(p)
 
 
 def _instance_probs(P: np.ndarray, W: np.ndarray, answer: np.ndarray, Y: np.ndarray, alpha: float) -> np.ndarray:
     """p(y|x) with per-x weighted counts. W: (m, n) weights of preference samples; Y: one-hot labels."""
-    R = np.eye(P.shape[1])[answer]                  # (n, C) one-hot answers
+    R = np.eye(P.shape[1] + 1)[answer, :-1]         # (n, C) one-hot answers (-1, out of the set: none)
     den = W @ R + alpha                             # (m, C) weighted count of each answer r, plus prior
     coef = P / den                                  # p(r|x) / denominator, per r
-    return (W * coef[:, answer]) @ Y + alpha * coef
+    said = np.hstack([coef, np.zeros((len(coef), 1))])[:, answer]  # a sample whose answer was out of the set: 0
+    return (W * said) @ Y + alpha * coef
 
 
 class MarginalCM(ScoredMethod):
-    """``p(y|x) = sum_r p(r|x) T(y|r)`` around an annotator that gives scores.
+    """``p(y|x) = sum_r p(r|x) T(y|r)`` around any annotator (one without scores: ``p(r|x)`` from its answers).
 
     >>> m = MarginalCM(EmbeddingAnnotator(), instance_dependent=True).fit(texts, labels)  # doctest: +SKIP
     >>> m.predict_proba(new_texts).shape  # doctest: +SKIP
@@ -86,7 +88,8 @@ class MarginalCM(ScoredMethod):
         self.X_, self.answer_, self.y_ = ev.X, ev.answer, y
         self.Y_ = np.eye(C)[y]
         self.counts_ = np.zeros((C, C))
-        np.add.at(self.counts_, (ev.answer, y), 1.0)
+        said = ev.answer >= 0  # an answer outside the label set says nothing about any label
+        np.add.at(self.counts_, (ev.answer[said], y[said]), 1.0)
         best = (np.inf, None)
         if self.instance_dependent:
             S = ev.X @ ev.X.T

@@ -32,16 +32,9 @@ class MethodSpec:
         return self.cls.uses_annotator
 
     @property
-    def needs_scores(self) -> bool:
-        return self.cls.needs_scores
-
-    @property
     def needs_samples(self) -> bool:
         """Whether it fits on the bank's preference samples (texts), not just its counts."""
         return not self.cls.bank_is_enough
-
-    def usable_with(self, annotator: Annotator) -> bool:
-        return not self.needs_scores or annotator.has_scores
 
 
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
@@ -78,8 +71,9 @@ RULES = tuple(name for name, spec in METHODS.items() if spec.cls is ConsistentMa
 
 
 def default_method(annotator: Annotator) -> str:
-    """The best method this annotator can feed: the combined model where it gives scores."""
-    return "cm_best" if annotator.has_scores else "cm_remap"
+    """The best method: the combined model, learning from the corpus, whatever the annotator (one
+    without scores is read through its answers and the bank's transition from them)."""
+    return "cm_best"
 
 
 def make_method(name: str, annotator: Annotator, encoder: SentenceEncoder | None = None) -> Method:
@@ -87,8 +81,4 @@ def make_method(name: str, annotator: Annotator, encoder: SentenceEncoder | None
     spec = METHODS.get(name)
     if spec is None:
         raise CmalignError(f"unknown method {name!r}; methods: {', '.join(METHODS)}")
-    if not spec.usable_with(annotator):
-        usable = ", ".join(n for n, s in METHODS.items() if s.usable_with(annotator))
-        raise CmalignError(f"method {name} needs an annotator with a score per label (embedded, hf-score:PATH); "
-                           f"{annotator.identity} answers in text: use one of {usable}")
     return spec.build(annotator, encoder)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..annotators.base import Annotation, Annotator
 from ..chat.backend import ChatBackend, ChatRequest, Completion, Message
@@ -92,6 +92,7 @@ class Decoding:
 class _Reply:
     raw: str
     resolved: Resolved
+    votes: tuple[str | None, ...] = ()  # every answer's label, where the reply is a vote
 
 
 class ChatAnnotator(Annotator):
@@ -194,7 +195,7 @@ class ChatAnnotator(Annotator):
     def _consistent(self, texts, labels, allowed) -> list[_Reply]:
         votes = [self._vanilla(texts, labels, allowed), self._cot(texts, labels, allowed),
                  self._fot(texts, labels, allowed)]
-        return [vote(replies) for replies in zip(*votes)]
+        return [replace(vote(replies), votes=tuple(r.resolved.label for r in replies)) for replies in zip(*votes)]
 
     def _refine(self, texts, labels, allowed) -> list[_Reply]:
         first = [self._first_turn(t, a) for t, a in zip(texts, allowed)]
@@ -214,7 +215,7 @@ class ChatAnnotator(Annotator):
                   candidates: Sequence[tuple[str, ...] | None]) -> list[Annotation]:
         allowed = [c if c is not None else labels.labels for c in candidates]
         replies = getattr(self, f"_{self.strategy}")(list(texts), labels, allowed)
-        return [Annotation(raw=r.raw, key=r.resolved.key, label=r.resolved.label) for r in replies]
+        return [Annotation(raw=r.raw, key=r.resolved.key, label=r.resolved.label, votes=r.votes) for r in replies]
 
 
 def judged_wrong(verdict: str) -> bool:
