@@ -22,7 +22,7 @@ from .annotators.registry import SPECS, BackendOptions, is_chat, make_annotator,
 from .data import (Budget, ItemFile, describe_bundled, load_datasets, parse_seed, read_items, read_labelset,
                    read_preferences)
 from .encoder import default_encoder
-from .engine import RayEngine, default_threads, set_threads, usable_cores
+from .engine import RayEngine, default_threads, map_large_blocks, set_threads, usable_cores
 from .errors import CmalignError
 from .evaluation import format_table, run_bench
 from .files import writable_target
@@ -153,6 +153,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         items = ItemFile(Path(args.input), args.text_field, args.label_field, bank.labels, f"the bank {args.bank}")
         total = items.count()  # every line read and checked before any model loads; none kept
         set_threads(args.threads)
+        map_large_blocks()
         labeler = None
         try:  # a chat model's methods need only the bank: loading sends nothing, so a dry run can plan here
             labeler = _labeler(args, bank)

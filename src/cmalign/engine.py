@@ -55,15 +55,19 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def _libc_trim():
-    """glibc's ``malloc_trim``, or None where the C library is not glibc."""
+def _libc():
+    """glibc, or None where the C library is not glibc."""
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018 - both, or neither
+        return libc
     except (OSError, AttributeError):
         return None
 
 
-_TRIM = _libc_trim()
+_LIBC = _libc()
+M_MMAP_THRESHOLD = -3   # mallopt's parameter number, from glibc's malloc.h
+MMAP_THRESHOLD = 4 << 20
 
 
 def trim_memory() -> None:
@@ -72,8 +76,21 @@ def trim_memory() -> None:
     The model's activations differ in size from batch to batch, and glibc keeps what they freed:
     without this, a process's resident memory crept up chunk after chunk (753 -> 1081 MB over 30k
     items, most of it free) while Python's own heap stayed flat. It takes about 12 ms a chunk."""
-    if _TRIM is not None:
-        _TRIM(0)
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def map_large_blocks() -> None:
+    """Have glibc take every block of 4 MiB or more (the model's activations) straight from the
+    system and give it back on release, instead of from its heap, in this process from now on.
+
+    By default glibc raises that threshold to the largest block released so far, so activations
+    come from the heap, whose free holes stay resident until :func:`trim_memory` at the end of a
+    chunk and are too small for the next batch's blocks: the heap kept growing within a chunk, and
+    the peak with the rare chunk of long texts (917 MB over 41k items, 651 MB between chunks).
+    With a fixed threshold the same run peaked at 775 MB."""
+    if _LIBC is not None:
+        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def default_threads() -> int:
@@ -97,6 +114,7 @@ class _Worker:
 
     def __init__(self, factory: Callable[[], Labeler], threads: int) -> None:
         set_threads(threads)
+        map_large_blocks()
         self.labeler = factory()
 
     def label(self, texts: list[str]) -> list[Record]:
