@@ -246,12 +246,6 @@ def test_fit_then_annotate_with_a_chat_model(proxy, preferences, tmp_path):
     # the default for a chat model too: the combined model, a label of the set and a confidence for each
     labels = {json.loads(line)["label"] for line in preferences.read_text().splitlines()}
     assert all(r["method"] == "cm_best" and r["label"] in labels and 0 < r["confidence"] <= 1 for r in rows), rows
-    rule = _cmalign("annotate", str(unlabelled), "--bank", str(tmp_path / "bank.json"), "-o",
-                    str(tmp_path / "rule.jsonl"), *common, "--method", "cm_remap")
-    assert rule.returncode == 0, rule.stderr
-    rows = [json.loads(line) for line in (tmp_path / "rule.jsonl").read_text().splitlines()]
-    assert all(r["method"] == "cm_remap" and r["action"] in ("keep", "unseen", "remap", "reask", "reask-invalid")
-               for r in rows)
     # the bank belongs to fot with 2 shots: another strategy or another k is refused
     other = _cmalign("annotate", str(unlabelled), "--bank", str(tmp_path / "bank.json"), "-o",
                      str(tmp_path / "o2.jsonl"), *common[:-4], "--strategy", "vanilla")

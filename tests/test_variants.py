@@ -141,9 +141,10 @@ def test_marginal_variants_on_real_data(annotator, massive_run):
         assert accuracy(m.predict(eval_texts), gold) > base  # massive's annotator is systematically off
 
 
-def test_variants_refuse_an_annotator_without_scores():
+def test_an_annotator_without_scores_is_read_through_its_answers(encoder):
     from scripted import ScriptedAnnotator
-    from cmalign import CmalignError
 
-    with pytest.raises(CmalignError, match="gives no per-label scores"):
-        gather(["x"], LabelSet.of(["a"]), ScriptedAnnotator({"x": "a"}), encoder=None)
+    labels = LabelSet.of(["a", "b"])
+    ev = gather(["x", "y"], labels, ScriptedAnnotator({"x": "a", "y": "no idea"}), encoder)
+    # (votes + 1/C) / (n + 1): its answer is one vote; an answer outside the set votes for nothing
+    assert np.allclose(ev.A, [[0.75, 0.25], [0.5, 0.5]]) and ev.answer.tolist() == [0, -1]
