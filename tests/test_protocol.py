@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmalign import (METHODS, CmalignError, EmbeddingAnnotator, LabelSet, Labeler, LogisticRegressionClassifier,
+from cmalign import (METHODS, CmalignError, LabelSet, Labeler, LogisticRegressionClassifier,
                      NotFittedError, Record)
 from cmalign.data import Budget, load_bundled, protocol_split
 from cmalign.method import make_method

@@ -87,8 +87,8 @@ def map_large_blocks() -> None:
     By default glibc raises that threshold to the largest block released so far, so activations
     come from the heap, whose free holes stay resident until :func:`trim_memory` at the end of a
     chunk and are too small for the next batch's blocks: the heap kept growing within a chunk, and
-    the peak with the rare chunk of long texts (917 MB over 41k items, 651 MB between chunks).
-    With a fixed threshold the same run peaked at 775 MB."""
+    the peak with the rare chunk of long texts (917 MiB over 41k items, 651 MiB between
+    chunks). With a fixed threshold the same run peaked at 775 MiB, as fast."""
     if _LIBC is not None:
         _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 

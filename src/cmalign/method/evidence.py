@@ -12,7 +12,6 @@ import numpy as np
 
 from ..annotators.base import Annotation, Annotator
 from ..encoder import SentenceEncoder
-from ..errors import CmalignError
 from ..labels import LabelSet
 from .base import Method
 
