@@ -11,7 +11,6 @@ from cmalign.prompting.strategies import (ChatAnnotator, ExampleRetriever, _Repl
                                            vote)
 from cmalign.cli import main
 from cmalign.errors import CmalignError, DataError
-from cmalign.method import make_method
 
 LABELS = LabelSet.of(["alarm", "weather", "play music", "music", "calendar"])
 POOL_TEXTS = ["wake me up at six", "is it sunny outside", "put on some rock", "what is on my agenda",
@@ -188,9 +187,9 @@ def test_every_strategy_answers_every_item_on_the_real_model(generator, encoder,
     assert strategy in annotator.identity and generator.model_id in annotator.identity
 
 
-def test_the_combined_model_reads_the_real_models_answers_and_votes(generator, encoder):
-    """The no-score path on the real model: ``consistent`` keeps its three answers as votes, and
-    the score-based methods learn from the answers on the preference samples what each one means."""
+def test_consistent_keeps_the_real_models_votes_for_the_methods(generator, encoder):
+    """The no-score path on the real model: ``consistent`` keeps its three answers as votes, each
+    counted in the distribution the score-based methods read."""
     from cmalign.method.evidence import answer_distribution
 
     annotator = _annotator(generator, "consistent", encoder=encoder)
@@ -201,16 +200,6 @@ def test_the_combined_model_reads_the_real_models_answers_and_votes(generator, e
         assert A.sum() == pytest.approx(1.0) and A.min() > 0
         for label in set(a.votes) - {None}:  # each in-set vote counts once more than a label nobody said
             assert A[LABELS.index(label)] == pytest.approx((a.votes.count(label) + 1 / 5) / (4 - a.votes.count(None)))
-    vanilla = _annotator(generator, "vanilla", encoder=encoder)
-    vanilla.max_tokens = SHORT
-    said = vanilla.annotate(POOL_TEXTS + TEXTS, LABELS)
-    for name in ("cm_marg", "cm_best"):
-        method = make_method(name, vanilla, encoder).fit(POOL_TEXTS, POOL_LABELS, label_set=LABELS,
-                                                         answers=said[:len(POOL_TEXTS)])
-        records = method.records(TEXTS, answers=said[len(POOL_TEXTS):])
-        # a label of the set and a confidence for every item, the model's own answer kept beside it
-        assert all(r.label in LABELS.labels and 0 < r.confidence <= 1 for r in records)
-        assert [r.answer.raw for r in records] == [a.raw for a in said[len(POOL_TEXTS):]]
 
 
 def test_refine_really_uses_the_revision(generator, encoder):

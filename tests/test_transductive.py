@@ -76,11 +76,11 @@ def test_shuffled_evaluation_labels_give_the_same_predictions(annotator, encoder
 
 def test_annotate_encodes_the_sample_it_learned_from_once_and_a_worker_labels_alike(annotator, massive):
     ds, _, texts, y, corpus, _, _ = massive
-    new = [f"{t} (ticket)" for t in corpus[:300]]  # texts no other test has encoded
+    new = [f"{t} (ticket)" for t in corpus[:150]]  # texts no other test has encoded
     labeler = Labeler(annotator, "cm_best").fit(texts, y, label_set=ds.labels)
     encoder = labeler.method_.encoder_
     before = encoder.encoded
-    assert labeler.adapt((Item(t) for t in new), len(new), 100) == 100
+    assert labeler.adapt((Item(t) for t in new), len(new), 50) == 50
     sample = set(labeler.pins_)
     assert encoder.encoded - before == len(sample) and sample < set(new)
     before = encoder.encoded
