@@ -88,6 +88,7 @@ class Labeler:
         self.chunk_size = chunk_size
         self._new_method()  # an unknown method or one this annotator cannot feed fails here, not later
         self.refit_reason: str | None = None
+        self.pins_: dict[str, np.ndarray] = {}  # the vectors of the sample adapt() learned from
 
     def _new_method(self) -> Method:
         return make_method(self.method, self.annotator, self.encoder)
@@ -175,7 +176,7 @@ class Labeler:
         """The bank, the method's fitted state and the vectors of the sample it learned from, to
         rebuild this labeller elsewhere with :meth:`rebuilt` (a Ray worker) without fitting again."""
         arrays, values = self.method_.state()
-        return self._bank(), arrays, values, getattr(self, "pins_", {})
+        return self._bank(), arrays, values, self.pins_
 
     @classmethod
     def rebuilt(cls, annotator: Annotator, method: str, bank: MemoryBank, arrays: dict[str, np.ndarray],
@@ -246,8 +247,7 @@ class Labeler:
         """The method's record for each of ``texts`` (one chunk), the sample :meth:`adapt` read
         taking the vectors it was encoded with there (see :meth:`SentenceEncoder.pinned`)."""
         encoder = getattr(self.method_, "encoder_", None)
-        pins = getattr(self, "pins_", None)
-        with encoder.pinned(pins) if pins and encoder is not None else contextlib.nullcontext():
+        with encoder.pinned(self.pins_) if self.pins_ and encoder is not None else contextlib.nullcontext():
             return self.method_.records(texts)
 
     def label_into(self, output: LabelledOutput, items: Iterable[Item], *, input_path: str | Path | None = None,
