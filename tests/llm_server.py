@@ -4,7 +4,8 @@ The server is llama-cpp-python's (`python -m llama_cpp.server`) serving SmolLM2-
 loopback. The proxy forwards every request to it unchanged, except those it is told to fail:
 ``"429"`` (rate limited, with ``Retry-After``), ``"500"``/``"503"``, ``"401"`` (a wrong key, echoed back
 part-masked as OpenAI does), ``"slow"`` (answers after
-``delay`` seconds) and ``"drop"`` (closes the connection without answering).
+``delay`` seconds), ``"drop"`` (closes the connection without answering) and ``"strip-logprobs"``
+(forwards, and takes the token log-probabilities out of the answer, as a server without them does).
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ def free_port() -> int:
 class LlamaServer:
     """``python -m llama_cpp.server`` on a free loopback port; ``stop()`` or ``kill()`` ends it."""
 
-    def __init__(self, gguf: Path, log: Path) -> None:
+    def __init__(self, gguf: Path, log: Path, *options: str) -> None:
         self.port = free_port()
         self.log = log
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--model_alias", MODEL_ALIAS, "--verbose", "false", "--n_ctx", "2048"],
-                stdout=out, stderr=subprocess.STDOUT)
+                 "--port", str(self.port), "--model_alias", MODEL_ALIAS, "--verbose", "false", "--n_ctx", "2048",
+                 *options], stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -139,6 +140,11 @@ class FaultProxy:
                 if fault == "slow":
                     time.sleep(proxy.delay)
                 status, answer = proxy._forward("POST", self.path, body)
+                if fault == "strip-logprobs" and status == 200:
+                    reply = json.loads(answer)
+                    for choice in reply.get("choices", []):
+                        choice["logprobs"] = None
+                    answer = json.dumps(reply).encode()
                 self._reply(status, answer)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

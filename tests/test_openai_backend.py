@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from cmalign.chat.backend import BackendError, BudgetExceeded, ChatRequest, ResponseCache
@@ -337,3 +338,87 @@ def test_the_response_cache_is_readable_by_its_owner_alone(tmp_path):
     old.chmod(0o644)
     ResponseCache(old).close()
     assert old.stat().st_mode & 0o777 == 0o600
+
+
+def test_label_scores_from_the_servers_log_probabilities_then_a_rerun_sends_nothing(proxy, tmp_path):
+    args = ["bench", "--dataset", "massive_scenario", "--budget", "n=12", "--seed", "0", "--limit", "6",
+            "--annotator", f"openai-score:{MODEL_ALIAS}", "--base-url", proxy.url, "--json",
+            "--cache", str(tmp_path / "cache.sqlite")]
+    first = _cmalign(*args)
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    methods = result["methods"]
+    assert {"base", "cm", "cm_remap", "cm_marg", "cm_best", "knn", "logreg"} <= set(methods)
+    assert all("ece" in methods[m] for m in ("base", "cm_marg", "cm_stack", "cm_best"))
+    # 18 labels: one request an item; CM's re-asks read the scores already paid for
+    assert methods["base"]["annotator_calls"] == methods["cm"]["annotator_calls"] == 6
+    assert methods["cm"]["fit_annotator_calls"] == 12 and methods["base"]["annotator_tokens"] > 6 * 50
+    assert result["usage"]["sent"] == proxy.seen == 18
+    assert "18 requests, 0 from the cache, 18 sent" in first.stderr
+
+    second = _cmalign(*args)
+    assert second.returncode == 0, second.stderr
+    again = json.loads(second.stdout)
+    assert again["usage"]["sent"] == 0 and proxy.seen == 18
+
+    def timeless(methods):
+        return {name: {k: v for k, v in m.items() if k != "fit_seconds"} for name, m in methods.items()}
+
+    assert timeless(again["methods"]) == timeless(methods)
+
+
+def test_a_large_label_set_is_scored_in_pages_by_the_real_server(server, tmp_path):
+    from cmalign.annotators.openai_score import OpenAILabelScorer
+    from cmalign.data import load_bundled
+    from cmalign.labels import LabelSet
+
+    labels = LabelSet.of(load_bundled("banking77").labels.labels[:45])
+    scorer = OpenAILabelScorer(backend(server.url, tmp_path))
+    texts = ["my card has not arrived yet", "I want to top up by bank transfer"]
+    answers = scorer.annotate(texts, labels)
+    assert scorer.backend.usage.sent == 6  # three pages of 15 labels and "none of these" each
+    for a in answers:
+        assert a.label in labels and a.scores.shape == (45,) and np.all(a.scores > 0)
+        assert a.scores.sum() == pytest.approx(1.0) and a.label == labels.labels[a.scores.argmax()]
+    within = [tuple(labels.labels[:2]), tuple(labels.labels[40:43])]
+    again = scorer.annotate(texts, labels, candidates=within)
+    assert scorer.backend.usage.sent == 6 and [a.label in c for a, c in zip(again, within)] == [True, True]
+
+
+def test_fit_plans_then_annotates_through_label_scores(proxy, preferences, tmp_path):
+    common = ["--annotator", f"openai-score:{MODEL_ALIAS}", "--base-url", proxy.url,
+              "--cache", str(tmp_path / "c.sqlite")]
+    bank = tmp_path / "bank.json"
+    dry = _cmalign("fit", str(preferences), "-o", str(bank), *common, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert _plan(dry.stderr)[0] == 10 and proxy.seen == 0 and not bank.exists()
+    fitted = _cmalign("fit", str(preferences), "-o", str(bank), *common)
+    assert fitted.returncode == 0, fitted.stderr
+    assert _spent(fitted.stderr)[0] == 10 == proxy.seen
+    assert json.loads(bank.read_text())["annotator"].startswith(f"openai:{MODEL_ALIAS}:option-scoring:")
+    unlabelled = tmp_path / "new.jsonl"
+    unlabelled.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["wake me up at 6", "any rain later"]))
+    done = _cmalign("annotate", str(unlabelled), "--bank", str(bank), "-o", str(tmp_path / "out.jsonl"), *common)
+    assert done.returncode == 0, done.stderr
+    assert proxy.seen == 12  # one request an item (18 labels), the learning step's included
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    labels = {json.loads(line)["label"] for line in preferences.read_text().splitlines()}
+    assert all(r["method"] == "cm_best" and r["label"] in labels and 0 < r["confidence"] <= 1 for r in rows), rows
+
+
+def test_a_server_without_log_probabilities_is_one_clear_error(smollm2_path, proxy, preferences, tmp_path):
+    proxy.default = "strip-logprobs"
+    args = ["fit", str(preferences), "-o", str(tmp_path / "bank.json"), "--annotator",
+            f"openai-score:{MODEL_ALIAS}", "--cache", "none", "--retries", "0"]
+    stripped = _cmalign(*args, "--base-url", proxy.url)
+    assert stripped.returncode == 2 and "Traceback" not in stripped.stderr
+    assert f"openai:{MODEL_ALIAS} at {proxy.url} gives no token log-probabilities (the reply had none)" in stripped.stderr
+    assert f"use --annotator openai:{MODEL_ALIAS}" in stripped.stderr
+    off = LlamaServer(smollm2_path, tmp_path / "off.log", "--logits_all", "false")
+    try:
+        refused = _cmalign(*args, "--base-url", off.url)
+    finally:
+        off.stop()
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"at {off.url} gives no token log-probabilities (HTTP 500: logprobs is not supported" in refused.stderr
+    assert not (tmp_path / "bank.json").exists()

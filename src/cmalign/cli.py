@@ -261,11 +261,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              label_field=args.label_field)
     encoder = default_encoder(args.device)
     backend = _annotator(args, encoder, backend_only=True)
+    annotator = None if backend else _annotator(args, encoder)
     selections = check_selectors(_split_list(args.select or ["random"]))
     runs = [(d, b, s) for d in datasets for b in budgets for s in seeds]
     results = []
     try:
-        for result in tqdm(run_bench(runs, encoder, annotator=None if backend else _annotator(args, encoder),
+        for result in tqdm(run_bench(runs, encoder, annotator=annotator,
                                      backend=backend, strategies=strategies, limit=args.limit, prompts=_prompts(args),
                                      k=args.shots, decoding=Decoding(args.temperature, args.top_p, args.llm_seed),
                                      selections=selections),
@@ -274,7 +275,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(result.to_json()), flush=True)
     finally:
-        _usage(backend)
+        _usage(backend or annotator)  # a chat model's, or a scorer's requests (openai-score:)
     if not args.json and results:
         print(format_table(results))
     return 0
@@ -310,9 +311,9 @@ LLM_OPTIONS = (  # flag, type, default, help: the options of every command that 
     ("--timeout", float, 60.0, "seconds per attempt"),
     ("--retries", int, 5, "retries per request"),
     ("--prompts", str, None, "your prompt templates (TOML; see 'cmalign prompts')"),
-    ("--temperature", float, 0.0, "sampling temperature (0: greedy)"),
-    ("--top-p", float, 1.0, "nucleus sampling mass"),
-    ("--llm-seed", int, 0, "the model's sampling seed"),
+    ("--temperature", float, 0.0, "chat strategies: sampling temperature (0: greedy)"),
+    ("--top-p", float, 1.0, "chat strategies: nucleus sampling mass"),
+    ("--llm-seed", int, 0, "chat strategies: the model's sampling seed"),
     ("--shots", int, 5, "examples shown by fot"),
     ("--device", str, "cpu", "local models (hf:, hf-score:) and the encoder: cpu, cuda, mps"),
 )
@@ -332,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--text-field", help="key or column holding the text (default: text, else input)")
         p.add_argument("--label-field", help="key or column holding the label (default: label)")
         p.add_argument("--annotator", default="embedded", help=f"the annotator: {SPECS}")
-        llm = p.add_argument_group("LLM annotators (hf:PATH, hf-score:PATH, openai:MODEL)")
+        llm = p.add_argument_group("LLM annotators (hf:PATH, hf-score:PATH, openai:MODEL, openai-score:MODEL)")
         add = llm.add_argument
         if strategy:
             add("--strategy", default="vanilla", choices=STRATEGIES, help="prompting strategy (default: vanilla)")

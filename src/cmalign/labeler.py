@@ -282,8 +282,8 @@ class Labeler:
         fit itself) pass the ``label_set``; after, the bank's is used and CM re-asks are bounded."""
         backend = getattr(self.annotator, "backend", None)
         if backend is None:
-            raise CmalignError(f"a dry run counts requests to a chat model (hf:PATH, openai:MODEL); "
-                               f"{self.annotator.identity} sends none")
+            raise CmalignError("a dry run counts requests to a model (hf:PATH, openai:MODEL, "
+                               f"openai-score:MODEL); {self.annotator.identity} sends none")
         fitted = label_set is None
         label_set = label_set if label_set is not None else self.label_set
         n = 0

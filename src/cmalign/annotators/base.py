@@ -106,7 +106,8 @@ class ScoringAnnotator(Annotator):
     """An annotator with a score for every label: the answer is the best allowed label, and its
     ``scores`` are a softmax of ``label_scores / temperature`` over the allowed labels (zero
     elsewhere). Subclasses implement :meth:`label_scores`; a re-ask within candidates is then just
-    a narrower softmax over the same scores.
+    a narrower softmax over the same scores. A row of NaN is a text the annotator could not score
+    (a server refused its request): it gets no answer (``label`` None) and even scores.
     """
 
     temperature: float = 1.0
@@ -127,10 +128,12 @@ class ScoringAnnotator(Annotator):
             if cands is not None:
                 allowed[i] = False
                 allowed[i, [labels.index(c) for c in cands]] = True
-        logits = np.where(allowed, scores / self.temperature, -np.inf)
+        unscored = np.isnan(scores).any(axis=1)
+        logits = np.where(allowed, np.where(unscored[:, None], 0.0, scores) / self.temperature, -np.inf)
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)
         best = probs.argmax(axis=1)  # first maximum: ties go to the earlier label
-        return [Annotation(raw=labels.labels[j], key=labels.labels[j], label=labels.labels[j], scores=probs[i])
+        return [Annotation(raw="", key="", label=None, scores=probs[i]) if unscored[i] else
+                Annotation(raw=labels.labels[j], key=labels.labels[j], label=labels.labels[j], scores=probs[i])
                 for i, j in enumerate(best)]

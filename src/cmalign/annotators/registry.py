@@ -3,9 +3,11 @@
 - ``embedded``: the bundled sentence-embedding model (scores, no LLM, no network);
 - ``hf-score:PATH``: a local causal LM scoring every label (scores; never out of the set);
 - ``hf:PATH``: a local causal LM generating answers through its chat template;
-- ``openai:MODEL``: any OpenAI-compatible chat server (``--base-url``).
+- ``openai:MODEL``: any OpenAI-compatible chat server (``--base-url``);
+- ``openai-score:MODEL``: the same server scoring every label from its token log-probabilities.
 
-The last two are chat backends: they answer through a prompting strategy (``prompting/``).
+``hf:`` and ``openai:`` are chat backends: they answer through a prompting strategy (``prompting/``).
+``openai-score:`` sends its own requests through the same backend (cache, budget, dry run).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ if TYPE_CHECKING:
     from ..prompting import Decoding, Prompts
 
 SPECS = ("embedded (the default), hf-score:PATH (a local causal LM folder or .gguf file scoring each label), "
-         "hf:PATH (the same model generating its answer), openai:MODEL (an OpenAI-compatible server, --base-url)")
+         "hf:PATH (the same model generating its answer), openai:MODEL (an OpenAI-compatible server, --base-url), "
+         "openai-score:MODEL (the same server scoring each label from its log-probabilities)")
 CHAT_KINDS = ("hf", "openai")
+BACKEND_KINDS = (*CHAT_KINDS, "openai-score")  # annotators that send requests through a chat backend
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class BackendOptions:
 
 def _parse(spec: str) -> tuple[str, str]:
     kind, _, arg = spec.partition(":")
-    if (kind == "embedded" and not arg) or (kind in ("hf-score", *CHAT_KINDS) and arg):
+    if (kind == "embedded" and not arg) or (kind in ("hf-score", *BACKEND_KINDS) and arg):
         return kind, arg
     raise CmalignError(f"unknown annotator {spec!r}; expected one of: {SPECS}")
 
@@ -87,6 +91,10 @@ def make_annotator(spec: str, encoder: SentenceEncoder, options: BackendOptions 
 
         return HFLabelScorer(arg, device=options.device,
                              **({} if prompts is None else {"system_prompt": prompts.scorer_system}))
+    if kind == "openai-score":
+        from .openai_score import OpenAILabelScorer
+
+        return OpenAILabelScorer(make_backend(spec, options), prompts=prompts)
     from ..prompting import ChatAnnotator, ExampleRetriever
 
     retriever = ExampleRetriever(encoder, *pool) if pool is not None else None
@@ -95,9 +103,9 @@ def make_annotator(spec: str, encoder: SentenceEncoder, options: BackendOptions 
 
 
 def make_backend(spec: str, options: BackendOptions = BackendOptions()) -> ChatBackend:
-    """Build the chat backend ``hf:PATH`` or ``openai:MODEL`` names."""
+    """Build the chat backend ``hf:PATH``, ``openai:MODEL`` or ``openai-score:MODEL`` sends through."""
     kind, arg = _parse(spec)
-    if kind == "openai":
+    if kind in ("openai", "openai-score"):
         from ..chat.openai_api import OpenAIChatBackend
 
         return OpenAIChatBackend(arg, base_url=options.base_url, api_key_env=options.api_key_env,

@@ -52,6 +52,7 @@ class ChatRequest:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    top_logprobs: int = 0  # ask for each answer token's N most likely alternatives (0: none)
 
     @classmethod
     def of(cls, messages: Sequence[Message], **decoding) -> ChatRequest:
@@ -63,19 +64,36 @@ class ChatRequest:
     def key(self, model: str) -> str:
         """The cache key: a digest of the model and everything in the request."""
         payload = {"model": model, **asdict(self), "messages": self.message_dicts()}
+        if not self.top_logprobs:  # requests without log-probabilities keep the keys they always had
+            del payload["top_logprobs"]
         canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
+class TokenChoice:
+    """One token of a reply: the token, its log-probability, and its most likely alternatives
+    (``(token, log-probability)`` pairs, the token itself among them), as the server gave them."""
+
+    token: str
+    logprob: float
+    alternatives: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
 class Completion:
-    """A model's reply with the tokens it cost; ``cached`` when it came from the cache."""
+    """A model's reply with the tokens it cost; ``cached`` when it came from the cache.
+
+    ``logprobs`` holds a :class:`TokenChoice` per reply token when the request asked for them
+    (``top_logprobs``) and the server gave them; None otherwise.
+    """
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"
     cached: bool = False
+    logprobs: tuple[TokenChoice, ...] | None = None
 
     @property
     def tokens(self) -> int:
@@ -148,15 +166,22 @@ class ResponseCache:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
                 "request TEXT NOT NULL, text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, "
-                "completion_tokens INTEGER NOT NULL, finish_reason TEXT NOT NULL, created REAL NOT NULL)")
+                "completion_tokens INTEGER NOT NULL, finish_reason TEXT NOT NULL, created REAL NOT NULL, "
+                "logprobs TEXT)")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(completions)")}
+            if "logprobs" not in columns:  # a cache an older cmalign wrote: its answers stay valid
+                self._db.execute("ALTER TABLE completions ADD COLUMN logprobs TEXT")
             self._db.commit()
         except sqlite3.DatabaseError as exc:
             raise CmalignError(f"{self.path}: cannot use as a response cache ({exc})") from None
 
     def get(self, key: str) -> Completion | None:
-        row = self._db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason FROM completions "
-                               "WHERE key = ?", (key,)).fetchone()
-        return None if row is None else Completion(*row, cached=True)
+        row = self._db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason, logprobs "
+                               "FROM completions WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        *fields, logprobs = row
+        return Completion(*fields, cached=True, logprobs=_logprobs_from_json(logprobs))
 
     @staticmethod
     def record(model: str, request: ChatRequest) -> str:
@@ -166,9 +191,11 @@ class ResponseCache:
 
     def put(self, key: str, model: str, request: ChatRequest, completion: Completion) -> None:
         record = self.record(model, request)
-        self._db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self._db.execute("INSERT OR REPLACE INTO completions (key, model, request, text, prompt_tokens, "
+                         "completion_tokens, finish_reason, created, logprobs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (key, model, record, completion.text, completion.prompt_tokens,
-                          completion.completion_tokens, completion.finish_reason, time.time()))
+                          completion.completion_tokens, completion.finish_reason, time.time(),
+                          _logprobs_to_json(completion.logprobs)))
         self._db.commit()
 
     def __len__(self) -> int:
@@ -183,6 +210,20 @@ class ResponseCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _logprobs_to_json(logprobs: tuple[TokenChoice, ...] | None) -> str | None:
+    if logprobs is None:
+        return None
+    return json.dumps([[c.token, c.logprob, [list(a) for a in c.alternatives]] for c in logprobs],
+                      ensure_ascii=False)
+
+
+def _logprobs_from_json(text: str | None) -> tuple[TokenChoice, ...] | None:
+    if text is None:
+        return None
+    return tuple(TokenChoice(token, logprob, tuple((t, lp) for t, lp in alternatives))
+                 for token, logprob, alternatives in json.loads(text))
 
 
 def default_cache_path() -> Path:

@@ -17,10 +17,14 @@ import os
 import re
 from collections.abc import Sequence
 
-from .backend import BackendError, ChatBackend, ChatRequest, Completion, ResponseCache, Store
+from .backend import BackendError, ChatBackend, ChatRequest, Completion, ResponseCache, Store, TokenChoice
 
 NO_KEY = "no-key"  # servers that check no key still need the header to be non-empty
 _KEYLIKE = re.compile(r"\b(?:sk|key)-[\w*.\-]{4,}")
+
+
+class NoLogprobs(BackendError):
+    """The server gives no token log-probabilities (it does not support them, or has them off)."""
 
 
 class OpenAIChatBackend(ChatBackend):
@@ -54,6 +58,11 @@ class OpenAIChatBackend(ChatBackend):
     def model_id(self) -> str:
         return f"openai:{self.model}"
 
+    def no_logprobs(self, why: str) -> NoLogprobs:
+        return NoLogprobs(f"{self.model_id} at {self.shown_url} gives no token log-probabilities ({why}), so it "
+                          f"cannot score labels: start the server with them on, or use --annotator "
+                          f"openai:{self.model} (labels from the model's answers, no scores)")
+
     def _send(self, requests: Sequence[ChatRequest], store: Store) -> None:
         asyncio.run(self._send_all(requests, store))
 
@@ -68,21 +77,24 @@ class OpenAIChatBackend(ChatBackend):
                 return mask_key(_reason(exc), self._api_key)
 
             async def one(i: int, request: ChatRequest) -> None:
+                scored = {"logprobs": True, "top_logprobs": request.top_logprobs} if request.top_logprobs else {}
                 async with gate:
                     try:
                         reply = await client.chat.completions.create(
                             model=self.model, messages=request.message_dicts(), max_tokens=request.max_tokens,
-                            temperature=request.temperature, top_p=request.top_p, seed=request.seed)
-                    except openai.BadRequestError as exc:
+                            temperature=request.temperature, top_p=request.top_p, seed=request.seed, **scored)
+                    except openai.APIStatusError as exc:
+                        if scored and "logprob" in reason(exc).lower():  # refused for what it was asked
+                            raise self.no_logprobs(f"HTTP {exc.status_code}: {reason(exc)}") from None
+                        if not isinstance(exc, openai.BadRequestError):
+                            retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+                            after = f" after {self.max_retries} retries" if retried else ""
+                            raise BackendError(f"{self.model_id} at {self.shown_url}: HTTP {exc.status_code}"
+                                               f"{after}: {reason(exc)}") from None
                         # this one request is refused (too long for the context, say): an empty
                         # answer for this item, kept out of the cache; the run goes on
                         store(i, Completion("", 0, 0, finish_reason=f"rejected: {reason(exc)}"))
                         return
-                    except openai.APIStatusError as exc:
-                        retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-                        after = f" after {self.max_retries} retries" if retried else ""
-                        raise BackendError(f"{self.model_id} at {self.shown_url}: HTTP {exc.status_code}{after}: "
-                                           f"{reason(exc)}") from None
                     except openai.APITimeoutError:
                         raise BackendError(f"{self.model_id} at {self.shown_url}: no answer within "
                                            f"{self.timeout:g} s, {self.max_retries + 1} times") from None
@@ -93,7 +105,10 @@ class OpenAIChatBackend(ChatBackend):
                     except openai.OpenAIError as exc:
                         raise BackendError(f"{self.model_id} at {self.shown_url}: {mask_key(_short(str(exc)), self._api_key)}"
                                            ) from None
-                store(i, _completion(reply))
+                completion = _completion(reply, scored=bool(scored))
+                if scored and completion.logprobs is None and completion.text:
+                    raise self.no_logprobs("the reply had none")
+                store(i, completion)
 
             try:
                 async with asyncio.TaskGroup() as group:
@@ -121,15 +136,21 @@ def mask_key(text: str, key: str) -> str:
     return re.sub(r"[^\s'\"`,;()]+", lambda m: "[key]" if masked(m.group()) else m.group(), text)
 
 
-def _completion(reply) -> Completion:
-    """Read one chat completion; a reply with no choices or no text is an empty answer, not a crash."""
-    text, finish = "", "empty"
+def _completion(reply, *, scored: bool = False) -> Completion:
+    """Read one chat completion; a reply with no choices or no text is an empty answer, not a crash.
+    With ``scored``, each reply token's log-probability and alternatives, where the server gave them."""
+    text, finish, logprobs = "", "empty", None
     if reply.choices:
         choice = reply.choices[0]
         text = (choice.message.content if choice.message is not None else None) or ""
         finish = choice.finish_reason or "stop"
+        content = getattr(choice.logprobs, "content", None) if scored else None
+        if content:
+            logprobs = tuple(TokenChoice(t.token, float(t.logprob),
+                                         tuple((a.token, float(a.logprob)) for a in (t.top_logprobs or ())))
+                             for t in content)
     usage = reply.usage
-    return Completion(text=text, finish_reason=finish,
+    return Completion(text=text, finish_reason=finish, logprobs=logprobs,
                       prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                       completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
 

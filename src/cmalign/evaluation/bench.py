@@ -77,11 +77,13 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Annotat
     and shared by every method (each is charged the calls it needs); kNN, the regression and the
     score-based methods read texts through ``encoder``, whatever the annotator is.
     """
+    backend = getattr(annotator, "backend", None)  # a scorer that sends requests (openai-score:)
+    before = backend.usage.to_json() if backend is not None else None
     split = selected_split(dataset, budget, seed, selection, annotator, encoder, limit=limit)
     methods = _run_methods(split, dataset.labels, annotator, encoder, list(METHODS))
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=annotator.identity,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods,
-                     selection=selection)
+                     selection=selection, usage=_usage_since(backend, before))
 
 
 def selected_split(dataset: Dataset, budget: Budget, seed: int, selection: str, annotator: Annotator | None,
@@ -140,10 +142,16 @@ def run_strategies(dataset: Dataset, budget: Budget, seed: int, backend: ChatBac
         for name, result in _run_methods(split, dataset.labels, annotator, encoder, names).items():
             methods[strategy if name == "base" else f"{strategy}+{name}"] = result
     methods |= _run_methods(split, dataset.labels, None, encoder, [n for n, s in METHODS.items() if not s.uses_annotator])
-    usage = {name: value - before[name] for name, value in backend.usage.to_json().items()}
     return RunResult(dataset=dataset.name, budget=str(budget), seed=seed, annotator=backend.model_id,
                      n_preference=len(split.preference), n_eval=len(split.evaluation), methods=methods,
-                     usage=usage, selection=selection)
+                     usage=_usage_since(backend, before), selection=selection)
+
+
+def _usage_since(backend: ChatBackend | None, before: dict | None) -> dict | None:
+    """What ``backend`` did since its usage read ``before`` (None without a backend)."""
+    if backend is None:
+        return None
+    return {name: value - before[name] for name, value in backend.usage.to_json().items()}
 
 
 def run_bench(runs: Sequence[tuple[Dataset, Budget, int]], encoder: SentenceEncoder, *,

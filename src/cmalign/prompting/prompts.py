@@ -20,7 +20,7 @@ from ..errors import DataError
 @dataclass(frozen=True)
 class Prompts:
     """The templates. Strategies build chat messages from them (see ``strategies.py``); the label
-    scorer (``hf-score:``) its system message."""
+    scorers (``hf-score:``, ``openai-score:``) their own."""
 
     # every strategy: the system message, with the allowed labels one per line
     system: str = (
@@ -47,13 +47,21 @@ class Prompts:
     scorer_system: str = (
         "You label a user's text with exactly one label from this list:\n{labels}\n"
         "Answer with the label only, written exactly as in the list.")
+    # openai-score: the labels as lettered options (a page of at most 20); the model answers with a
+    # letter, and its log-probabilities score every option
+    options_system: str = (
+        "You label a user's text with exactly one option from this list:\n{options}\n"
+        "Answer with the option's letter only.")
+    options_query: str = "Text: {text}\nOption:"
+    # openai-score, past 20 labels: the last option of every page
+    options_none: str = "none of these"
 
     def digest(self) -> str:
         """A short hash of the chat strategies' templates: part of a chat annotator's identity.
 
-        The scorer's template is left out: a label scorer's identity hashes its own prompt.
+        The scorers' templates are left out: a label scorer's identity hashes its own prompt.
         """
-        text = "\x00".join(getattr(self, f.name) for f in fields(self) if f.name != "scorer_system")
+        text = "\x00".join(getattr(self, f.name) for f in fields(self) if f.name not in SCORER_TEMPLATES)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def to_toml(self) -> str:
@@ -89,11 +97,13 @@ class Prompts:
 FIELDS = {
     "system": {"labels"}, "query": {"text"}, "few_shot": {"examples", "text"}, "example": {"text", "label"},
     "chain": {"example", "text"}, "reasoned_example": {"text", "reason", "label"}, "reason": {"text", "label"},
-    "judge": {"answer"}, "revise": set(), "scorer_system": {"labels"},
+    "judge": {"answer"}, "revise": set(), "scorer_system": {"labels"}, "options_system": {"options"},
+    "options_query": {"text"}, "options_none": set(),
 }
+SCORER_TEMPLATES = {"scorer_system", "options_system", "options_query", "options_none"}
 REQUIRED = {"system": {"labels"}, "query": {"text"}, "few_shot": {"examples", "text"}, "chain": {"example", "text"},
             "example": {"text", "label"}, "reasoned_example": {"text", "label"}, "reason": {"text", "label"},
-            "scorer_system": {"labels"}}
+            "scorer_system": {"labels"}, "options_system": {"options"}, "options_query": {"text"}}
 
 
 def _check(name: str, template: str, path: Path) -> None:

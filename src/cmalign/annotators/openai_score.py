@@ -1,0 +1,149 @@
+"""Label scores from any OpenAI-compatible server, read from its token log-probabilities.
+
+The labels are shown as lettered options (``A. card arrival``, ``B. ...``) and the model is asked for
+the letter; the server's ``top_logprobs`` for the answer's first token give a probability for every
+option in one request. Servers give at most 20 alternatives a token (OpenAI's limit), so a label set
+of more than 20 is shown in pages of 19 options and a 20th, "none of these", one request a page
+(77 labels: 5 requests an item; 150: 8). A label's score is the log-probability of its letter on its
+page, where the page's "none" keeps the mass of a page that does not hold the answer.
+
+So every label gets a score, every answer is in the set, and CM's re-ask within candidates is a
+narrower softmax over scores already paid for (no request). The requests go through the chat
+backend: cache, retries, ``--max-calls``, ``--dry-run`` and usage work as for ``openai:``. A server
+that gives no log-probabilities is one clear error naming it and the chat path instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..chat.backend import ChatBackend, ChatRequest, Completion, TokenChoice
+from ..labels import LabelSet
+from ..prompting.prompts import Prompts
+from .base import ScoringAnnotator
+
+CODES = "ABCDEFGHIJKLMNOPQRST"  # 20 letters: the most alternatives OpenAI gives a token
+# a token that reads as one option letter: "A", " A", "A.", "(A)", "**A"; not "Al" or "a"
+_CODE_TOKEN = re.compile(r"^[\s(\[*\"'`]*([A-T])[\s.):\]*\"'`]*$")
+
+
+def pages(n_labels: int, size: int = len(CODES)) -> list[range]:
+    """Which labels (by index) each request shows: all of them when they fit in ``size`` options,
+    else consecutive pages of at most ``size - 1`` (the last option is "none of these"), as even as
+    they can be."""
+    if n_labels <= size:
+        return [range(n_labels)]
+    count = math.ceil(n_labels / (size - 1))
+    bounds = [round(i * n_labels / count) for i in range(count + 1)]
+    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def option_logprobs(logprobs: Sequence[TokenChoice], n_options: int) -> np.ndarray:
+    """Log-probability of each of the first ``n_options`` letters as the answer, normalised over them.
+
+    Read at the reply's first token that has a letter or digit in it (a reply may open with a
+    space or a bracket). Alternatives that read as the same letter (``"A"``, ``" A"``) add up. A
+    letter the server did not list is given the mass left over from the listed alternatives,
+    shared evenly, but never more than the least likely one listed (it would have been listed).
+    """
+    position = next((c for c in logprobs if re.search(r"\w", c.token)), logprobs[0])
+    alternatives = position.alternatives or ((position.token, position.logprob),)
+    p = np.zeros(n_options)
+    for token, logprob in alternatives:
+        found = _CODE_TOKEN.match(token)
+        if found and CODES.index(found[1]) < n_options:
+            p[CODES.index(found[1])] += math.exp(logprob)
+    missing = p == 0
+    if missing.any():
+        listed = [math.exp(lp) for _, lp in alternatives]
+        left = max(1.0 - sum(listed), 0.0) / missing.sum()
+        p[missing] = max(min(left, min(listed)), 1e-12)
+    return np.log(p / p.sum())
+
+
+class OpenAILabelScorer(ScoringAnnotator):
+    """Annotator: a chat model behind an OpenAI-compatible server scoring every label through the
+    log-probabilities of lettered options.
+
+    ``calls`` and ``tokens`` count the requests asked for and their tokens (cache hits included:
+    the cost on a cold cache); a re-ask within candidates costs none.
+
+    >>> scorer = OpenAILabelScorer(OpenAIChatBackend("gpt-4o-mini"))  # doctest: +SKIP
+    >>> scorer.annotate(["wake me up at 7"], LabelSet.of(["alarm", "music"]))[0].scores  # doctest: +SKIP
+    array([0.98, 0.02])
+    """
+
+    counts_own_calls = True
+    max_tokens = 2  # the letter, and room for a space or bracket before it
+
+    def __init__(self, backend: ChatBackend, *, prompts: Prompts | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.prompts = prompts or Prompts()
+        self.tokens = 0
+        # scores of recent (labels, text) pairs: a re-ask within candidates reads them, not the server
+        self._scores: OrderedDict[tuple[tuple[str, ...], str], np.ndarray] = OrderedDict()
+        self._scores_size = 50_000
+
+    @property
+    def identity(self) -> str:
+        p = self.prompts
+        prompt = hashlib.sha256("\x00".join((p.options_system, p.options_query, p.options_none)).encode())
+        return f"{self.backend.model_id}:option-scoring:pages-of-{len(CODES)}:prompt-{prompt.hexdigest()[:8]}"
+
+    def requests(self, text: str, labels: LabelSet) -> list[ChatRequest]:
+        """The requests that score ``text``: one per page of options."""
+        layout = pages(len(labels))
+        out = []
+        for page in layout:
+            options = [labels.labels[j] for j in page] + ([self.prompts.options_none] if len(layout) > 1 else [])
+            system = self.prompts.options_system.format(
+                options="\n".join(f"{code}. {option}" for code, option in zip(CODES, options)))
+            out.append(ChatRequest.of([{"role": "system", "content": system},
+                                       {"role": "user", "content": self.prompts.options_query.format(text=text)}],
+                                      max_tokens=self.max_tokens, top_logprobs=len(CODES)))
+        return out
+
+    def _row(self, completions: Sequence[Completion], labels: LabelSet) -> np.ndarray | None:
+        """One text's score per label from its pages' completions (None: a page went unanswered)."""
+        layout = pages(len(labels))
+        none = int(len(layout) > 1)  # each page's last option is "none of these"
+        row = np.empty(len(labels))
+        for page, completion in zip(layout, completions):
+            if completion.logprobs is None:  # refused, empty, or a dry run
+                return None
+            row[page.start:page.stop] = option_logprobs(completion.logprobs, len(page) + none)[:len(page)]
+        return row
+
+    def label_scores(self, texts: Sequence[str], labels: LabelSet) -> np.ndarray:
+        """Shape (texts, labels): the log-probability of each label's option; NaN for a text whose
+        requests were refused (or not sent: a dry run), which then has no answer."""
+        todo = [t for t in dict.fromkeys(texts) if (labels.labels, t) not in self._scores]
+        n_pages = len(pages(len(labels)))
+        completions = self.backend.complete([r for t in todo for r in self.requests(t, labels)])
+        self.calls += len(completions)
+        self.tokens += sum(c.tokens for c in completions)
+        fresh = {}
+        for i, text in enumerate(todo):
+            row = self._row(completions[i * n_pages:(i + 1) * n_pages], labels)
+            if row is None:
+                fresh[text] = np.full(len(labels), np.nan)  # asked again next time
+                continue
+            self._scores[(labels.labels, text)] = row
+            if len(self._scores) > self._scores_size:
+                self._scores.popitem(last=False)
+        rows = []
+        for text in texts:
+            key = (labels.labels, text)
+            if key in self._scores:
+                self._scores.move_to_end(key)
+                rows.append(self._scores[key])
+            else:
+                rows.append(fresh[text])
+        return np.stack(rows) if rows else np.empty((0, len(labels)))
