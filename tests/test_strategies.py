@@ -263,3 +263,76 @@ def test_a_cache_file_that_is_not_a_database_is_a_clear_error(tmp_path):
     bad.write_text("not a database")
     with pytest.raises(CmalignError, match="cannot use as a response cache"):
         ResponseCache(bad)
+
+
+# -- sampled answers (--samples) ----------------------------------------------------------------
+
+class _BySeed:
+    """A chat backend whose answer depends on the request's seed only: what sampling looks like."""
+
+    model_id = "by-seed"
+
+    def __init__(self, answers):
+        self.answers, self.requests = answers, []
+
+    def complete(self, requests):
+        self.requests.extend(requests)
+        return [Completion(self.answers[r.seed % len(self.answers)], 10, 2) for r in requests]
+
+
+def test_samples_are_asked_with_successive_seeds_and_their_vote_is_the_answer():
+    from cmalign.method.evidence import answer_distribution
+    from cmalign.prompting.strategies import Decoding
+
+    backend = _BySeed(["alarm", "weather", "alarm", "nonsense"])
+    annotator = ChatAnnotator(backend, "vanilla", decoding=Decoding(temperature=0.7, seed=4, samples=3))
+    (answer,) = annotator.annotate(["wake me at seven"], LABELS)
+    assert [r.seed for r in backend.requests] == [4, 5, 6] and {r.temperature for r in backend.requests} == {0.7}
+    # seeds 4, 5, 6 answer alarm (4 % 4 = 0), weather, alarm: alarm by two votes to one
+    assert answer.label == "alarm" and answer.votes == ("alarm", "weather", "alarm") and annotator.calls == 3
+    A = answer_distribution(answer, LABELS)
+    assert A[LABELS.index("alarm")] == pytest.approx((2 + 1 / 5) / 4)
+    assert A[LABELS.index("weather")] == pytest.approx((1 + 1 / 5) / 4)
+    assert ":samples=3" in annotator.identity
+    assert ":samples" not in ChatAnnotator(backend, "vanilla", decoding=Decoding(temperature=0.7)).identity
+
+
+def test_consistent_with_samples_keeps_every_sample_of_its_three_strategies(encoder):
+    from cmalign.prompting.strategies import Decoding
+
+    backend = _BySeed(["alarm", "weather"])
+    annotator = ChatAnnotator(backend, "consistent", retriever=ExampleRetriever(encoder, POOL_TEXTS, POOL_LABELS),
+                              k=2, decoding=Decoding(temperature=0.7, samples=2))
+    (answer,) = annotator.annotate(["wake me at seven"], LABELS)
+    assert answer.votes == ("alarm", "weather") * 3  # vanilla's two, cot's two, fot's two
+
+
+@pytest.mark.parametrize("decoding, message", [
+    (dict(samples=3), "--samples 3 needs a --temperature above 0"),
+    (dict(samples=0, temperature=0.7), "--samples 0 is below 1"),
+])
+def test_samples_without_sampling_are_refused(decoding, message):
+    from cmalign.prompting.strategies import Decoding
+
+    with pytest.raises(CmalignError, match=message):
+        Decoding(**decoding)
+
+
+def test_refine_refuses_samples():
+    from cmalign.prompting.strategies import Decoding
+
+    with pytest.raises(CmalignError, match="refine judges and revises one answer"):
+        ChatAnnotator(_BySeed(["alarm"]), "refine", decoding=Decoding(temperature=0.7, samples=2))
+
+
+def test_sampled_answers_of_the_real_model_are_its_votes(generator, encoder):
+    from cmalign.prompting.strategies import Decoding
+
+    annotator = _annotator(generator, "vanilla", encoder=encoder, decoding=Decoding(temperature=1.0, samples=3))
+    annotator.max_tokens = SHORT
+    (answer,) = annotator.annotate(TEXTS[:1], LABELS)
+    assert annotator.calls == 3 and len(answer.votes) == 3
+    assert answer.label in (*answer.votes, None)
+    # each sample is its own request in the cache: asked again, none is generated anew
+    sent = generator.usage.sent
+    assert annotator.annotate(TEXTS[:1], LABELS)[0].votes == answer.votes and generator.usage.sent == sent

@@ -56,6 +56,10 @@ def _prompts(args: argparse.Namespace) -> Prompts:
     return Prompts.load(args.prompts) if args.prompts else Prompts()
 
 
+def _decoding(args: argparse.Namespace) -> Decoding:
+    return Decoding(temperature=args.temperature, top_p=args.top_p, seed=args.llm_seed, samples=args.samples)
+
+
 def _annotator(args: argparse.Namespace, encoder, pool=None, backend_only: bool = False):
     """The annotator ``--annotator`` names (a chat model's backend alone with ``backend_only``)."""
     options = BackendOptions(**{name: getattr(args, name) for name in ("base_url", "api_key_env", "cache", "max_calls",
@@ -64,7 +68,7 @@ def _annotator(args: argparse.Namespace, encoder, pool=None, backend_only: bool 
         return make_backend(args.annotator, options) if is_chat(args.annotator) else None
     annotator = make_annotator(args.annotator, encoder, options, strategy=getattr(args, "strategy", "vanilla"),
                                prompts=_prompts(args), shots=args.shots, pool=pool,
-                               decoding=Decoding(temperature=args.temperature, top_p=args.top_p, seed=args.llm_seed))
+                               decoding=_decoding(args))
     for part in (annotator, getattr(annotator, "backend", None)):
         if hasattr(part, "progress"):
             part.progress = _progress()
@@ -268,7 +272,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         for result in tqdm(run_bench(runs, encoder, annotator=annotator,
                                      backend=backend, strategies=strategies, limit=args.limit, prompts=_prompts(args),
-                                     k=args.shots, decoding=Decoding(args.temperature, args.top_p, args.llm_seed),
+                                     k=args.shots, decoding=_decoding(args),
                                      selections=selections),
                            total=len(runs) * len(selections), desc="bench", unit="run", disable=not _progress()):
             results.append(result)
@@ -314,6 +318,8 @@ LLM_OPTIONS = (  # flag, type, default, help: the options of every command that 
     ("--temperature", float, 0.0, "chat strategies: sampling temperature (0: greedy)"),
     ("--top-p", float, 1.0, "chat strategies: nucleus sampling mass"),
     ("--llm-seed", int, 0, "chat strategies: the model's sampling seed"),
+    ("--samples", int, 1, "chat strategies: answers asked per prompt at --temperature (seeds --llm-seed, +1, ...), "
+     "their vote the answer and their spread the evidence"),
     ("--shots", int, 5, "examples shown by fot"),
     ("--device", str, "cpu", "local models (hf:, hf-score:) and the encoder: cpu, cuda, mps"),
 )

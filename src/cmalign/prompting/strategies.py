@@ -81,11 +81,24 @@ def parse_answer(raw: str, labels: LabelSet) -> Resolved:
 
 @dataclass(frozen=True)
 class Decoding:
-    """How replies are decoded; part of every request, so of every cache key."""
+    """How replies are decoded; part of every request, so of every cache key.
+
+    ``samples`` above 1 asks for that many answers to every answering prompt, with the seeds
+    ``seed``, ``seed + 1``, ...: the answer is their vote and every sample's label is kept in
+    :attr:`Annotation.votes`, the spread the methods read as the model's uncertainty.
+    """
 
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    samples: int = 1
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise CmalignError(f"--samples {self.samples} is below 1")
+        if self.samples > 1 and not self.temperature > 0:
+            raise CmalignError(f"--samples {self.samples} needs a --temperature above 0: greedy answers "
+                               "to one prompt are all the same")
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,9 @@ class ChatAnnotator(Annotator):
             raise ValueError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
         if strategy in NEEDS_EXAMPLES and retriever is None:
             raise ValueError(f"strategy {strategy!r} needs labelled examples to retrieve from")
+        if strategy == "refine" and decoding is not None and decoding.samples > 1:
+            raise CmalignError("refine judges and revises one answer: --samples applies to vanilla, cot, fot "
+                               "and consistent")
         self.backend = backend
         self.strategy = strategy
         self.prompts = prompts or Prompts()
@@ -127,15 +143,17 @@ class ChatAnnotator(Annotator):
     def identity(self) -> str:
         d = self.decoding
         shots = f":k={self.k}" if self.strategy in ("fot", "consistent") else ""
+        samples = f":samples={d.samples}" if d.samples > 1 else ""
         return (f"{self.backend.model_id}:{self.strategy}{shots}:prompts-{self.prompts.digest()}"
-                f":t={d.temperature:g}:top_p={d.top_p:g}:seed={d.seed}")
+                f":t={d.temperature:g}:top_p={d.top_p:g}:seed={d.seed}{samples}")
 
     # -- requests ------------------------------------------------------------------------------
 
-    def _ask(self, conversations: Sequence[list[Message]], step: str) -> list[Completion]:
+    def _ask(self, conversations: Sequence[list[Message]], step: str, samples: int = 1) -> list[Completion]:
+        """Each conversation's completions, ``samples`` of them in a row (seeds ``seed`` onwards)."""
         d = self.decoding
         requests = [ChatRequest.of(messages, max_tokens=self.max_tokens[step], temperature=d.temperature,
-                                   top_p=d.top_p, seed=d.seed) for messages in conversations]
+                                   top_p=d.top_p, seed=d.seed + s) for messages in conversations for s in range(samples)]
         completions = self.backend.complete(requests)
         self.calls += len(completions)
         self.tokens += sum(c.tokens for c in completions)
@@ -145,7 +163,12 @@ class ChatAnnotator(Annotator):
         return {"role": "system", "content": self.prompts.system.format(labels="\n".join(f"- {a}" for a in allowed))}
 
     def _answer(self, conversations: list[list[Message]], step: str, labels: LabelSet) -> list[_Reply]:
-        return [_Reply(c.text, parse_answer(c.text, labels)) for c in self._ask(conversations, step)]
+        n = self.decoding.samples
+        replies = [_Reply(c.text, parse_answer(c.text, labels)) for c in self._ask(conversations, step, n)]
+        if n == 1:
+            return replies
+        return [replace(vote(replies[i:i + n]), votes=tuple(r.resolved.label for r in replies[i:i + n]))
+                for i in range(0, len(replies), n)]
 
     # -- strategies ----------------------------------------------------------------------------
 
@@ -195,7 +218,8 @@ class ChatAnnotator(Annotator):
     def _consistent(self, texts, labels, allowed) -> list[_Reply]:
         votes = [self._vanilla(texts, labels, allowed), self._cot(texts, labels, allowed),
                  self._fot(texts, labels, allowed)]
-        return [replace(vote(replies), votes=tuple(r.resolved.label for r in replies)) for replies in zip(*votes)]
+        return [replace(vote(replies), votes=tuple(v for r in replies for v in r.votes or (r.resolved.label,)))
+                for replies in zip(*votes)]
 
     def _refine(self, texts, labels, allowed) -> list[_Reply]:
         first = [self._first_turn(t, a) for t, a in zip(texts, allowed)]
