@@ -112,6 +112,12 @@ def test_bench_json_is_shaped_as_documented_and_repeatable(capsys, annotator):
     assert methods["base"]["annotator_calls"] == 1000
     assert result["methods"]["cm"]["annotator_calls"] >= 1000
     assert result["methods"]["knn"]["annotator_calls"] == 0
+    # what each combined model weighs, as it fitted it; no other method has such weights
+    from cmalign.method.combined import FEATURES
+
+    assert all(set(methods[m]["weights"]) == set(FEATURES) for m in ("cm_stack", "cm_best"))
+    assert methods["cm_stack"]["weights"]["annotator"] != 0
+    assert all("weights" not in methods[m] for m in methods if m not in ("cm_stack", "cm_best"))
 
 
 def test_annotate_with_the_combined_method_gives_confidences(capsys, user_files, fitted_bank, tmp_path):

@@ -115,6 +115,15 @@ def test_an_over_long_prompt_is_one_empty_answer_not_a_crash(proxy, tmp_path):
     assert backend(proxy.url, tmp_path).cache.get(too_long.key("openai:" + MODEL_ALIAS)) is None  # asked again next time
 
 
+def _main(capsys, *args):
+    """``cmalign ARGS`` in this process (the embedded model loaded once): (exit code, stdout, stderr)."""
+    from cmalign.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def _cmalign(*args, env=None, timeout=600):
     return subprocess.run([sys.executable, "-m", "cmalign", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
@@ -340,13 +349,13 @@ def test_the_response_cache_is_readable_by_its_owner_alone(tmp_path):
     assert old.stat().st_mode & 0o777 == 0o600
 
 
-def test_label_scores_from_the_servers_log_probabilities_then_a_rerun_sends_nothing(proxy, tmp_path):
+def test_label_scores_from_the_servers_log_probabilities_then_a_rerun_sends_nothing(proxy, tmp_path, capsys):
     args = ["bench", "--dataset", "massive_scenario", "--budget", "n=12", "--seed", "0", "--limit", "6",
             "--annotator", f"openai-score:{MODEL_ALIAS}", "--base-url", proxy.url, "--json",
             "--cache", str(tmp_path / "cache.sqlite")]
-    first = _cmalign(*args)
-    assert first.returncode == 0, first.stderr
-    result = json.loads(first.stdout)
+    code, out, err = _main(capsys, *args)
+    assert code == 0, err
+    result = json.loads(out)
     methods = result["methods"]
     assert {"base", "cm", "cm_remap", "cm_marg", "cm_best", "knn", "logreg"} <= set(methods)
     assert all("ece" in methods[m] for m in ("base", "cm_marg", "cm_stack", "cm_best"))
@@ -354,11 +363,11 @@ def test_label_scores_from_the_servers_log_probabilities_then_a_rerun_sends_noth
     assert methods["base"]["annotator_calls"] == methods["cm"]["annotator_calls"] == 6
     assert methods["cm"]["fit_annotator_calls"] == 12 and methods["base"]["annotator_tokens"] > 6 * 50
     assert result["usage"]["sent"] == proxy.seen == 18
-    assert "18 requests, 0 from the cache, 18 sent" in first.stderr
+    assert "18 requests, 0 from the cache, 18 sent" in err
 
-    second = _cmalign(*args)
-    assert second.returncode == 0, second.stderr
-    again = json.loads(second.stdout)
+    code, out, err = _main(capsys, *args)
+    assert code == 0, err
+    again = json.loads(out)
     assert again["usage"]["sent"] == 0 and proxy.seen == 18
 
     def timeless(methods):
@@ -385,40 +394,41 @@ def test_a_large_label_set_is_scored_in_pages_by_the_real_server(server, tmp_pat
     assert scorer.backend.usage.sent == 6 and [a.label in c for a, c in zip(again, within)] == [True, True]
 
 
-def test_fit_plans_then_annotates_through_label_scores(proxy, preferences, tmp_path):
+def test_fit_plans_then_annotates_through_label_scores(proxy, preferences, tmp_path, capsys):
     common = ["--annotator", f"openai-score:{MODEL_ALIAS}", "--base-url", proxy.url,
               "--cache", str(tmp_path / "c.sqlite")]
     bank = tmp_path / "bank.json"
-    dry = _cmalign("fit", str(preferences), "-o", str(bank), *common, "--dry-run")
-    assert dry.returncode == 0, dry.stderr
-    assert _plan(dry.stderr)[0] == 10 and proxy.seen == 0 and not bank.exists()
-    fitted = _cmalign("fit", str(preferences), "-o", str(bank), *common)
-    assert fitted.returncode == 0, fitted.stderr
-    assert _spent(fitted.stderr)[0] == 10 == proxy.seen
+    code, _, err = _main(capsys, "fit", str(preferences), "-o", str(bank), *common, "--dry-run")
+    assert code == 0, err
+    assert _plan(err)[0] == 10 and proxy.seen == 0 and not bank.exists()
+    code, _, err = _main(capsys, "fit", str(preferences), "-o", str(bank), *common)
+    assert code == 0, err
+    assert _spent(err)[0] == 10 == proxy.seen
     assert json.loads(bank.read_text())["annotator"].startswith(f"openai:{MODEL_ALIAS}:option-scoring:")
     unlabelled = tmp_path / "new.jsonl"
     unlabelled.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["wake me up at 6", "any rain later"]))
-    done = _cmalign("annotate", str(unlabelled), "--bank", str(bank), "-o", str(tmp_path / "out.jsonl"), *common)
-    assert done.returncode == 0, done.stderr
+    code, _, err = _main(capsys, "annotate", str(unlabelled), "--bank", str(bank), "-o", str(tmp_path / "out.jsonl"),
+                         *common)
+    assert code == 0, err
     assert proxy.seen == 12  # one request an item (18 labels), the learning step's included
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     labels = {json.loads(line)["label"] for line in preferences.read_text().splitlines()}
     assert all(r["method"] == "cm_best" and r["label"] in labels and 0 < r["confidence"] <= 1 for r in rows), rows
 
 
-def test_a_server_without_log_probabilities_is_one_clear_error(smollm2_path, proxy, preferences, tmp_path):
+def test_a_server_without_log_probabilities_is_one_clear_error(smollm2_path, proxy, preferences, tmp_path, capsys):
     proxy.default = "strip-logprobs"
     args = ["fit", str(preferences), "-o", str(tmp_path / "bank.json"), "--annotator",
             f"openai-score:{MODEL_ALIAS}", "--cache", "none", "--retries", "0"]
-    stripped = _cmalign(*args, "--base-url", proxy.url)
-    assert stripped.returncode == 2 and "Traceback" not in stripped.stderr
-    assert f"openai:{MODEL_ALIAS} at {proxy.url} gives no token log-probabilities (the reply had none)" in stripped.stderr
-    assert f"use --annotator openai:{MODEL_ALIAS}" in stripped.stderr
+    code, _, err = _main(capsys, *args, "--base-url", proxy.url)
+    assert code == 2 and err.splitlines()[-1].startswith("cmalign: error: ") and "Traceback" not in err, err
+    assert f"openai:{MODEL_ALIAS} at {proxy.url} gives no token log-probabilities (the reply had none)" in err
+    assert f"use --annotator openai:{MODEL_ALIAS}" in err
     off = LlamaServer(smollm2_path, tmp_path / "off.log", "--logits_all", "false")
     try:
-        refused = _cmalign(*args, "--base-url", off.url)
+        code, _, err = _main(capsys, *args, "--base-url", off.url)
     finally:
         off.stop()
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert f"at {off.url} gives no token log-probabilities (HTTP 500: logprobs is not supported" in refused.stderr
+    assert code == 2 and err.splitlines()[-1].startswith("cmalign: error: ") and "Traceback" not in err, err
+    assert f"at {off.url} gives no token log-probabilities (HTTP 500: logprobs is not supported" in err
     assert not (tmp_path / "bank.json").exists()

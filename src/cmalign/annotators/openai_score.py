@@ -125,13 +125,16 @@ class OpenAILabelScorer(ScoringAnnotator):
         """Shape (texts, labels): the log-probability of each label's option; NaN for a text whose
         requests were refused (or not sent: a dry run), which then has no answer."""
         todo = [t for t in dict.fromkeys(texts) if (labels.labels, t) not in self._scores]
-        n_pages = len(pages(len(labels)))
-        completions = self.backend.complete([r for t in todo for r in self.requests(t, labels)])
+        n = len(todo)
+        # page by page: consecutive requests share their system message, a prefix a server can
+        # keep computed (llama.cpp's key/value cache) or bill at a discount (OpenAI's prompt caching)
+        per_text = [self.requests(t, labels) for t in todo]
+        completions = self.backend.complete([r for page in zip(*per_text) for r in page] if n else [])
         self.calls += len(completions)
         self.tokens += sum(c.tokens for c in completions)
         fresh = {}
         for i, text in enumerate(todo):
-            row = self._row(completions[i * n_pages:(i + 1) * n_pages], labels)
+            row = self._row(completions[i::n], labels)
             if row is None:
                 fresh[text] = np.full(len(labels), np.nan)  # asked again next time
                 continue

@@ -38,6 +38,7 @@ class MethodResult:
     annotator_tokens: int | None = None  # prompt + completion tokens, for chat models
     fit_annotator_tokens: int | None = None
     fit_seconds: float | None = None  # fitting on the preference samples and adapting to the corpus
+    weights: dict[str, float] | None = None  # the combined models' stacking weight per piece of evidence
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class RunResult:
             if m.annotator_tokens is not None:
                 out |= {"annotator_tokens": m.annotator_tokens, "fit_annotator_tokens": m.fit_annotator_tokens}
             out |= {} if m.ece is None else {"ece": round(m.ece, 6)}
+            out |= {} if m.weights is None else {"weights": {k: round(v, 3) for k, v in m.weights.items()}}
             return out | ({} if m.fit_seconds is None else {"fit_seconds": round(m.fit_seconds, 3)})
 
         return {
@@ -209,10 +211,11 @@ def _run_methods(split: Split, labels: LabelSet, annotator: Annotator | None, en
             predicted, more, more_tokens = _costed(annotator, method.predict, eval_texts, answers=eval_answers)
             predicted_acc, ece = accuracy(predicted, gold), None
         alone = name == "base"
+        weights = method.feature_weights() if hasattr(method, "feature_weights") else None
         results[name] = MethodResult(predicted_acc, calls + more, 0 if alone else fit_calls, ece=ece,
                                      annotator_tokens=tokens + more_tokens if chat else None,
                                      fit_annotator_tokens=(0 if alone else fit_tokens) if chat else None,
-                                     fit_seconds=fit_seconds)
+                                     fit_seconds=fit_seconds, weights=weights)
     return results
 
 
