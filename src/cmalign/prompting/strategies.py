@@ -153,7 +153,8 @@ class ChatAnnotator(Annotator):
         """Each conversation's completions, ``samples`` of them in a row (seeds ``seed`` onwards)."""
         d = self.decoding
         requests = [ChatRequest.of(messages, max_tokens=self.max_tokens[step], temperature=d.temperature,
-                                   top_p=d.top_p, seed=d.seed + s) for messages in conversations for s in range(samples)]
+                                   top_p=d.top_p, seed=d.seed + s)
+                    for messages in conversations for s in range(samples)]
         completions = self.backend.complete(requests)
         self.calls += len(completions)
         self.tokens += sum(c.tokens for c in completions)
