@@ -144,3 +144,12 @@ def test_a_cache_an_older_cmalign_wrote_keeps_its_answers_and_takes_log_probabil
     cache.put("k2", "m", ChatRequest.of([{"role": "user", "content": "x"}], top_logprobs=20), scored)
     cache.close()
     assert ResponseCache(path).get("k2").logprobs == scored.logprobs
+
+
+def test_max_calls_counts_every_page_before_anything_is_sent():
+    from cmalign.chat.backend import BudgetExceeded
+
+    backend = Scripted(max_calls=5)
+    with pytest.raises(BudgetExceeded, match="needs 6 new requests"):
+        OpenAILabelScorer(backend).annotate(["label01", "label02"], LABELS)  # 2 texts x 3 pages
+    assert backend.sent == []
