@@ -199,7 +199,7 @@ def test_labeler_refuses_what_it_cannot_do(annotator, tmp_path):
         Labeler(annotator, "best")
     with pytest.raises(CmalignError, match="not fitted yet"):
         next(Labeler(annotator).label(["x"]))
-    with pytest.raises(CmalignError, match="counts requests to a chat model"):
+    with pytest.raises(CmalignError, match="counts requests to a model"):
         Labeler(annotator).plan(["x"], label_set=LabelSet.of(["a", "b"]))
 
 
