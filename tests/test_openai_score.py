@@ -153,3 +153,15 @@ def test_max_calls_counts_every_page_before_anything_is_sent():
     with pytest.raises(BudgetExceeded, match="needs 6 new requests"):
         OpenAILabelScorer(backend).annotate(["label01", "label02"], LABELS)  # 2 texts x 3 pages
     assert backend.sent == []
+
+
+@pytest.mark.parametrize("spec", ["embedded", "openai-score:gpt-4o-mini"])
+def test_a_strategy_or_samples_for_a_scoring_annotator_is_refused_not_ignored(spec):
+    from cmalign.annotators.registry import make_annotator
+    from cmalign.errors import CmalignError
+    from cmalign.prompting import Decoding
+
+    with pytest.raises(CmalignError, match=f"--strategy fot is for chat models .*; {spec} scores every label"):
+        make_annotator(spec, None, strategy="fot")
+    with pytest.raises(CmalignError, match="--samples 3 is for chat models"):
+        make_annotator(spec, None, decoding=Decoding(temperature=0.7, samples=3))

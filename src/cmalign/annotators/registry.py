@@ -84,6 +84,10 @@ def make_annotator(spec: str, encoder: SentenceEncoder, options: BackendOptions 
     kind, arg = _parse(spec)
     if shots < 0:
         raise CmalignError(f"--shots {shots} is below 0")
+    if kind not in CHAT_KINDS and (strategy != "vanilla" or (decoding is not None and decoding.samples > 1)):
+        flag = f"--strategy {strategy}" if strategy != "vanilla" else f"--samples {decoding.samples}"
+        raise CmalignError(f"{flag} is for chat models (hf:PATH, openai:MODEL); {spec} scores every label "
+                           "with its own prompt")
     if kind == "embedded":
         return EmbeddingAnnotator(encoder)
     if kind == "hf-score":
