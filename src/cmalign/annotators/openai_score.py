@@ -15,6 +15,7 @@ that gives no log-probabilities is one clear error naming it and the chat path i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -97,18 +98,22 @@ class OpenAILabelScorer(ScoringAnnotator):
         prompt = hashlib.sha256("\x00".join((p.options_system, p.options_query, p.options_none)).encode())
         return f"{self.backend.model_id}:option-scoring:pages-of-{len(CODES)}:prompt-{prompt.hexdigest()[:8]}"
 
-    def requests(self, text: str, labels: LabelSet) -> list[ChatRequest]:
-        """The requests that score ``text``: one per page of options."""
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one entry per label set, for this scorer's life
+    def _systems(self, labels: LabelSet) -> tuple[str, ...]:
+        """Each page's system message: its lettered options (and "none of these" past one page)."""
         layout = pages(len(labels))
-        out = []
+        systems = []
         for page in layout:
             options = [labels.labels[j] for j in page] + ([self.prompts.options_none] if len(layout) > 1 else [])
-            system = self.prompts.options_system.format(
-                options="\n".join(f"{code}. {option}" for code, option in zip(CODES, options)))
-            out.append(ChatRequest.of([{"role": "system", "content": system},
-                                       {"role": "user", "content": self.prompts.options_query.format(text=text)}],
-                                      max_tokens=self.max_tokens, top_logprobs=len(CODES)))
-        return out
+            systems.append(self.prompts.options_system.format(
+                options="\n".join(f"{code}. {option}" for code, option in zip(CODES, options))))
+        return tuple(systems)
+
+    def requests(self, text: str, labels: LabelSet) -> list[ChatRequest]:
+        """The requests that score ``text``: one per page of options."""
+        query = {"role": "user", "content": self.prompts.options_query.format(text=text)}
+        return [ChatRequest.of([{"role": "system", "content": system}, query], max_tokens=self.max_tokens,
+                               top_logprobs=len(CODES)) for system in self._systems(labels)]
 
     def _row(self, completions: Sequence[Completion], labels: LabelSet) -> np.ndarray | None:
         """One text's score per label from its pages' completions (None: a page went unanswered)."""
