@@ -185,7 +185,7 @@ class TransductiveCM(CombinedCM):
             if len(np.unique(y[train])) < 2:
                 continue
             # the model as the user's labels configured it, on this part of them alone
-            part = self._with_examples(user.X[train], y[train], len(train))
+            part = self._with_examples(user.X[train], y[train], len(train), warm=False)
             nodes = _joined(_subset(user, test), corpus)      # the held-out samples, unlabelled
             P0, W, rows = part._stacked(nodes), graph(nodes.X), np.arange(len(test))
             for i, fraction in enumerate(FRACTIONS):
@@ -195,7 +195,7 @@ class TransductiveCM(CombinedCM):
         i, j = np.unravel_index(np.argmax(loglik), loglik.shape)   # ties: the first, i.e. less change
         return FRACTIONS[i], ALPHAS[j], tuple(tuple(round(v / n, 5) for v in row) for row in loglik)
 
-    def _with_examples(self, Xp: np.ndarray, yp: np.ndarray, n_user: int) -> TransductiveCM:
+    def _with_examples(self, Xp: np.ndarray, yp: np.ndarray, n_user: int, warm: bool = True) -> TransductiveCM:
         """A copy that learns from these examples (the first ``n_user`` the user's) with every
         choice the user's labels made kept: ``tau``, ``k``, lambda and the stacking weights. Only
         the examples and the prior-mean logistic regression's weights change."""
@@ -204,7 +204,7 @@ class TransductiveCM(CombinedCM):
         lam, scale = self.logreg_info_.get("lambda"), self.logreg_info_.get("scale")
         if lam is not None:
             W0 = scale * self.L_
-            model.W_ = W0 + _fit_delta(Xp, yp, W0, lam, self.W_user_ - W0)
+            model.W_ = W0 + _fit_delta(Xp, yp, W0, lam, self.W_user_ - W0 if warm else None)
             if n_user == len(yp):
                 model.W_user_ = model.W_
         return model
