@@ -6,13 +6,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 
 from cmalign import CombinedCM
 from cmalign.data.datasets import Split
 from cmalign.data.io import Item
 from cmalign.evaluation import accuracy, bench
 from cmalign.labeler import Labeler
-from cmalign.method import TransductiveCM, transductive
+from cmalign.method import TransductiveCM, combined, transductive
 from cmalign.method.evidence import gather
 
 
@@ -106,4 +107,28 @@ def test_the_cross_fit_never_sees_the_held_out_half_s_labels(annotator, massive)
     assert not np.allclose(model.W_user_, lied.W_user_)
     user = gather(texts, ds.labels, annotator, model.encoder_)
     sample = gather(corpus[:600], ds.labels, annotator, model.encoder_)
-    assert model._choose(user, yi, sample)[2] == lied._choose(user, yi, sample)[2]
+    assert np.array_equal(model._choose(user, yi, sample), lied._choose(user, yi, sample))
+
+
+def test_label_names_refined_on_the_corpus_label_it_better_without_reading_a_label(annotator, massive):
+    ds, _, texts, y, corpus, gold, model = massive
+    X = model.encoder_.encode(corpus).astype(np.float64)
+    L = model.L_user_
+    truth = np.array([ds.labels.index(label) for label in gold])
+    before = float(np.mean((X @ L.T).argmax(axis=1) == truth))
+    refined = transductive.refined_names(L, X, 0.05, 1.0)
+    assert np.allclose(np.linalg.norm(refined, axis=1), 1.0)
+    assert float(np.mean((X @ refined.T).argmax(axis=1) == truth)) > before + 0.05   # 0.512 -> 0.627
+    # the setting is the one whose zero-shot classifier fits the user's labels best
+    yi = np.array([ds.labels.index(label) for label in y])
+    V, setting, loglik = transductive.choose_names(L, X, model.Xp_[:model.n_user_], yi)
+    assert setting[0] in transductive.NAME_TEMPERATURES and setting[1] in transductive.NAME_WEIGHTS
+    assert np.array_equal(V, transductive.refined_names(L, X, *setting))
+    other = transductive.refined_names(L, X, 0.02, 0.5)
+    Z = model.Xp_[:model.n_user_] @ other.T
+    s = combined._fit_scale(Z, yi)
+    assert loglik >= float((s * Z[np.arange(len(yi)), yi] - logsumexp(s * Z, axis=1)).mean())
+    # and cm_best takes them here, and says so
+    adapted = copy.deepcopy(model).adapt(corpus)
+    assert adapted.names_ is not None and not np.array_equal(adapted.L_, L)
+    assert "label names refined on the corpus" in adapted.adaptation()

@@ -27,6 +27,8 @@ from the preference samples alone; nothing is tuned per dataset.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from scipy import sparse
 from scipy.optimize import minimize, minimize_scalar
@@ -102,8 +104,10 @@ def _fit_delta(X: np.ndarray, y: np.ndarray, W0: np.ndarray, lam: float, start: 
     return res.x.reshape(C, d)
 
 
-def _prior_logreg(Xp: np.ndarray, yp: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Weights for all samples, out-of-fold logits of the preference samples, and the choices made."""
+def _prior_logreg(Xp: np.ndarray, yp: np.ndarray, L: np.ndarray,
+                  lambdas: tuple[float, ...] = LAMBDAS) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Weights for all samples, out-of-fold logits of the preference samples, and the choices made
+    (lambda among ``lambdas``, by the out-of-fold likelihood)."""
     n, C = len(yp), L.shape[0]
     W0 = _fit_scale(Xp @ L.T, yp) * L
     folds = min(FOLDS, n)
@@ -111,18 +115,18 @@ def _prior_logreg(Xp: np.ndarray, yp: np.ndarray, L: np.ndarray) -> tuple[np.nda
         return W0, Xp @ W0.T, {"lambda": None}
     fold = np.empty(n, dtype=int)
     fold[np.random.default_rng(0).permutation(n)] = np.arange(n) % folds
-    oof = np.zeros((len(LAMBDAS), n, C))
+    oof = np.zeros((len(lambdas), n, C))
     for f in range(folds):
         train, test = fold != f, fold == f
         delta = None
-        for j, lam in enumerate(LAMBDAS):  # strong to weak, each warm-started from the last
+        for j, lam in enumerate(lambdas):  # strong to weak, each warm-started from the last
             delta = _fit_delta(Xp[train], yp[train], W0, lam, delta)
             oof[j][test] = Xp[test] @ (W0 + delta).T
     ii = np.arange(n)
     nll = [float((logsumexp(Z, axis=1) - Z[ii, yp]).mean()) for Z in oof]
     j = int(np.argmin(nll))
-    W = W0 + _fit_delta(Xp, yp, W0, LAMBDAS[j], None)
-    return W, oof[j], {"lambda": LAMBDAS[j], "scale": float(W0[0] @ L[0])}
+    W = W0 + _fit_delta(Xp, yp, W0, lambdas[j], None)
+    return W, oof[j], {"lambda": lambdas[j], "scale": float(W0[0] @ L[0])}
 
 
 # -- the stack ---------------------------------------------------------------------------------
@@ -191,6 +195,19 @@ class CombinedCM(ScoredMethod):
         F = _features(S, Xp, ev.log_a, y, Xp, L, self.tau_, self.k_, oof, loo=True)
         self.weights_ = _fit_weights(F, y)
         return self
+
+    def renamed(self, ev: Evidence, y: np.ndarray, L: np.ndarray) -> CombinedCM:
+        """A copy that reads the labels' names as the unit vectors ``L`` (e.g. refined on a corpus)
+        instead: the prior-mean regression and the stacking weights are fitted again on the
+        preference samples ``ev``, ``y``; tau, k and lambda stay as they were chosen."""
+        model = copy.copy(self)
+        model.L_ = L
+        S = ev.X @ ev.X.T
+        np.fill_diagonal(S, -np.inf)
+        lam = self.logreg_info_.get("lambda")
+        model.W_, oof, model.logreg_info_ = _prior_logreg(ev.X, y, L, (lam,) if lam is not None else LAMBDAS)
+        model.weights_ = _fit_weights(_features(S, ev.X, ev.log_a, y, ev.X, L, self.tau_, self.k_, oof, loo=True), y)
+        return model
 
     def proba_evidence(self, ev: Evidence) -> np.ndarray:
         F = _features(self._similarities(ev.X), ev.X, ev.log_a, self.yp_, self.Xp_, self.L_, self.tau_, self.k_,

@@ -3,27 +3,38 @@
 The user asks us to label a corpus; its texts, unlabelled, say where the dense regions and the
 boundaries between them lie. :class:`TransductiveCM` fits the combined model (:class:`CombinedCM`,
 ``cm_stack``) on the preference samples and, given the corpus (:meth:`Method.adapt`; ``annotate``
-passes a seeded sample of its input), learns from it in two steps:
+passes a seeded sample of its input), learns from it in up to three steps:
 
-1. **Self-training, once.** The combined model labels the corpus sample; the most confident
+1. **The label names, refined on the corpus.** A label's name is a weak description of what the
+   user means by it (``english`` for English Language & Usage questions). Every text of the
+   corpus is shared among the labels by its cosine to their vectors, softly, and each label's
+   vector moves to the mean of its name and the centroid of its share (:func:`refined_names`,
+   five rounds). No label is read. Of the 8 settings (how soft, how far to move), the one whose
+   zero-shot classifier best predicts the user's labels is taken (:func:`choose_names`), and the
+   combined model reads the refined vectors where it read the names (the prototypes and the prior
+   mean of its regression), its regression and stacking weights fitted again.
+2. **Self-training, once.** The combined model labels the corpus sample; the most confident
    ``fraction`` of each predicted label joins the preference samples as examples of that label,
    and the evidence built from examples (prototypes, centroids, nearest example, kNN vote, the
    prior-mean logistic regression) is computed again. The stacking weights, ``tau``, ``k`` and the
    regularisation stay as the user's own labels set them. An item never counts as its own example.
-2. **Label propagation.** Over the sample's graph of nearest neighbours (cosine, ``NEIGHBOURS`` each),
+3. **Label propagation.** Over the sample's graph of nearest neighbours (cosine, ``NEIGHBOURS`` each),
    ``P = (1 - alpha) P0 + alpha W P`` to its fixed point: an item's label leans toward its
    neighbours'. Any text, in the sample or not, is labelled as ``(1 - alpha) P0(x) + alpha *``
    the weighted mean of its neighbours' propagated labels, which on the sample is that fixed
    point, so the model labels every line of a streamed file the same way.
 
-``fraction`` (of each label's items: 0 to 1) and ``alpha`` (0 to 0.75), zero included (no change),
-are chosen by 2-fold cross-fitting on the preference samples alone: the model, with every choice
-the full set of labels made, is refitted on one half; the other half joins the corpus sample as
-unlabelled items; the pair whose predictions give that half's labels the highest likelihood, summed
-over both halves, wins. No evaluation label, and nothing tuned per dataset.
+Whether to refine the names, ``fraction`` (of each label's items: 0 to 1) and ``alpha`` (0 to 0.75),
+no change included, are chosen by 2-fold cross-fitting on the preference samples alone: the model,
+with every choice the full set of labels made, is refitted on one half (its regression from the
+prior, never from the fit that saw the other half); the other half joins the corpus sample as
+unlabelled items; the triple whose predictions give that half's labels the highest likelihood,
+summed over both halves, wins. No evaluation label, and nothing tuned per dataset.
 
-What it costs: the sample (at most ``SAMPLE`` items) is encoded and scored once, and the cross-fit
-refits the prior-mean regression once per half and once per nonzero fraction (11 fits in all).
+What it costs: the sample (at most ``SAMPLE`` items) is encoded and scored once; the names are
+refined 8 times over it (matrix products); the refined model's regression is fitted again at the
+lambda already chosen (6 fits); the cross-fit refits the regression once per half and once per
+nonzero fraction for each of the two names (20 fits).
 """
 
 from __future__ import annotations
@@ -33,10 +44,15 @@ import copy
 import numpy as np
 from scipy import sparse
 
+from scipy.special import logsumexp, softmax
+
 from ..labels import LabelSet
-from .combined import CombinedCM, _fit_delta
+from .combined import CombinedCM, _fit_delta, _fit_scale, _unit
 from .evidence import Evidence
 
+NAME_TEMPERATURES = (0.02, 0.05)   # how softly the corpus's texts are assigned to labels (cosine / t)
+NAME_WEIGHTS = (0.5, 1.0, 2.0, 4.0)  # of the texts' centroid against the label's name
+NAME_ROUNDS = 5
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)   # of each predicted label's items, most confident first
 ALPHAS = (0.0, 0.25, 0.5, 0.75)       # weight of the neighbours' labels
 NEIGHBOURS = 10
@@ -95,6 +111,36 @@ def propagated(P0: np.ndarray, W: sparse.csr_matrix, alphas: tuple[float, ...], 
     return out
 
 
+def refined_names(L: np.ndarray, X: np.ndarray, temperature: float, weight: float,
+                  rounds: int = NAME_ROUNDS) -> np.ndarray:
+    """The label vectors ``L`` moved toward the corpus texts ``X`` they attract, reading no label:
+    ``rounds`` times, every text is shared among the labels (a softmax of its cosines at
+    ``temperature``) and each label becomes the unit mean of its name and, weighing ``weight``,
+    the centroid of its share of the texts."""
+    names = _unit(L)
+    V = names
+    for _ in range(rounds):
+        V = _unit(names + weight * _unit(softmax(X @ V.T / temperature, axis=1).T @ X))
+    return V
+
+
+def choose_names(L: np.ndarray, X: np.ndarray, Xp: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, tuple, float]:
+    """(vectors, (temperature, weight), mean log-likelihood): the refinement of ``L`` on the corpus
+    ``X`` whose zero-shot classifier (cosine to the vectors, its scale fitted) gives the user's
+    labels ``y`` of ``Xp`` the highest likelihood."""
+    best = None
+    ii = np.arange(len(y))
+    for t in NAME_TEMPERATURES:
+        for w in NAME_WEIGHTS:
+            V = refined_names(L, X, t, w)
+            Z = Xp @ V.T
+            scale = _fit_scale(Z, y)
+            loglik = float((scale * Z[ii, y] - logsumexp(scale * Z, axis=1)).mean())
+            if best is None or loglik > best[2] + 1e-12:
+                best = (V, (t, w), loglik)
+    return best
+
+
 def _subset(ev: Evidence, rows: np.ndarray) -> Evidence:
     return Evidence(X=ev.X[rows], A=ev.A[rows], answer=ev.answer[rows])
 
@@ -139,7 +185,10 @@ class TransductiveCM(CombinedCM):
 
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> TransductiveCM:
         super().fit_evidence(ev, y, labels)
-        self.W_user_ = self.W_                # the logistic regression on the user's labels alone
+        # the model of the user's labels alone, which adapt() starts from every time
+        self.W_user_, self.L_user_, self.weights_user_ = self.W_, self.L_, self.weights_
+        self.logreg_info_user_ = self.logreg_info_
+        self.names_ = None                    # (temperature, weight) of the label names refined on the corpus
         self.Ap_ = ev.A                      # the preference samples' annotator scores, for adapt
         self.n_user_ = len(y)
         self.fraction_, self.alpha_ = 0.0, 0.0
@@ -150,32 +199,45 @@ class TransductiveCM(CombinedCM):
     # -- learning from the corpus --------------------------------------------------------------
 
     def adapt_evidence(self, corpus: Evidence) -> TransductiveCM:
-        """Learn from the corpus's evidence (a seeded sample of ``SAMPLE`` items of a larger one);
-        choose ``fraction_`` and ``alpha_`` first."""
+        """Learn from the corpus's evidence (a seeded sample of ``SAMPLE`` items of a larger one):
+        choose the label names (as given, or refined on the corpus), ``fraction_`` and ``alpha_``
+        first, all by one cross-fit."""
         corpus = _sample(corpus, SAMPLE)
         user = Evidence(X=self.Xp_[:self.n_user_], A=self.Ap_, answer=self.Ap_.argmax(axis=1))
         y = self.yp_[:self.n_user_]
         self._restart(user.X, y)
         if len(corpus.X) < NEIGHBOURS + 1:
             return self
-        self.fraction_, self.alpha_, self.adapt_scores_ = self._choose(user, y, corpus)
-        model, P = self._self_trained(corpus, self._stacked(corpus), self.fraction_)
-        self.Xp_, self.yp_, self.W_ = model.Xp_, model.yp_, model.W_
+        names, setting, _ = choose_names(self.L_user_, corpus.X, user.X, y)
+        renamed = self.renamed(user, y, names)
+        renamed.W_user_ = renamed.W_
+        best = None
+        for model, how in ((self, None), (renamed, setting)):   # ties: the names as given
+            loglik = model._choose(user, y, corpus)
+            if best is None or loglik.max() > best[1].max() + 1e-9:
+                best = (model, loglik, how)
+        model, loglik, self.names_ = best
+        i, j = np.unravel_index(np.argmax(loglik), loglik.shape)   # ties: the first, i.e. less change
+        self.fraction_, self.alpha_ = FRACTIONS[i], ALPHAS[j]
+        self.adapt_scores_ = tuple(tuple(round(v / len(y), 5) for v in row) for row in loglik)
+        trained, P = model._self_trained(corpus, model._stacked(corpus), self.fraction_)
+        self.L_, self.weights_, self.logreg_info_ = model.L_, model.weights_, model.logreg_info_
+        self.Xp_, self.yp_, self.W_ = trained.Xp_, trained.yp_, trained.W_
         if self.alpha_ > 0:
             self.Xs_, self.Ps_ = corpus.X, propagate(P, graph(corpus.X), self.alpha_)
         return self
 
     def _restart(self, Xp: np.ndarray, yp: np.ndarray) -> None:
         """Forget an earlier corpus: back to the model of the user's labels alone."""
-        if len(self.Xp_) != self.n_user_:
-            self.Xp_, self.yp_ = Xp, yp
-            self.W_ = self.W_user_
-        self.fraction_, self.alpha_ = 0.0, 0.0
+        self.Xp_, self.yp_ = Xp, yp
+        self.W_, self.L_, self.weights_ = self.W_user_, self.L_user_, self.weights_user_
+        self.logreg_info_ = self.logreg_info_user_
+        self.fraction_, self.alpha_, self.names_ = 0.0, 0.0, None
         self.Xs_ = np.zeros((0, Xp.shape[1]))
         self.Ps_ = np.zeros((0, len(self.classes_)))
 
-    def _choose(self, user: Evidence, y: np.ndarray, corpus: Evidence) -> tuple[float, float, tuple]:
-        """(fraction, alpha) with the highest cross-fitted log-likelihood of the user's labels."""
+    def _choose(self, user: Evidence, y: np.ndarray, corpus: Evidence) -> np.ndarray:
+        """The cross-fitted log-likelihood of the user's labels for each (fraction, alpha)."""
         n = len(y)
         fold = np.empty(n, dtype=np.int64)
         fold[np.random.default_rng(0).permutation(n)] = np.arange(n) % FOLDS
@@ -192,8 +254,7 @@ class TransductiveCM(CombinedCM):
                 _, P = part._self_trained(nodes, P0, fraction)
                 for j, Pa in enumerate(propagated(P, W, ALPHAS)):
                     loglik[i, j] += float(np.log(np.maximum(Pa[rows, y[test]], 1e-12)).sum())
-        i, j = np.unravel_index(np.argmax(loglik), loglik.shape)   # ties: the first, i.e. less change
-        return FRACTIONS[i], ALPHAS[j], tuple(tuple(round(v / n, 5) for v in row) for row in loglik)
+        return loglik
 
     def _with_examples(self, Xp: np.ndarray, yp: np.ndarray, n_user: int, warm: bool = True) -> TransductiveCM:
         """A copy that learns from these examples (the first ``n_user`` the user's) with every
@@ -222,10 +283,14 @@ class TransductiveCM(CombinedCM):
 
     def adaptation(self) -> str:
         """What the corpus changed, in words (``annotate`` prints it)."""
-        if self.fraction_ == 0 and self.alpha_ == 0:
+        if self.fraction_ == 0 and self.alpha_ == 0 and self.names_ is None:
             return "nothing (the cross-fit on the preference samples found no gain)"
-        return (f"self-training on the most confident {self.fraction_:.0%} of each label, "
-                f"neighbours' weight {self.alpha_:g} (both chosen on the preference samples)")
+        steps = [] if self.names_ is None else ["the label names refined on the corpus"]
+        if self.fraction_ > 0:
+            steps.append(f"self-training on the most confident {self.fraction_:.0%} of each label")
+        if self.alpha_ > 0:
+            steps.append(f"neighbours' weight {self.alpha_:g}")
+        return ", ".join(steps) + " (chosen on the preference samples)"
 
     # -- labelling -----------------------------------------------------------------------------
 
