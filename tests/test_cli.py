@@ -118,6 +118,10 @@ def test_bench_json_is_shaped_as_documented_and_repeatable(capsys, annotator):
     assert all(set(methods[m]["weights"]) == set(FEATURES) for m in ("cm_stack", "cm_best"))
     assert methods["cm_stack"]["weights"]["annotator"] != 0
     assert all("weights" not in methods[m] for m in methods if m not in ("cm_stack", "cm_best"))
+    # and what cm_best, alone, learned from the corpus it labelled
+    adapted = methods["cm_best"]["adapted"]
+    assert adapted.endswith("(chosen on the preference samples)") or adapted.startswith("nothing (")
+    assert all("adapted" not in methods[m] for m in methods if m != "cm_best")
 
 
 def test_annotate_with_the_combined_method_gives_confidences(capsys, user_files, fitted_bank, tmp_path):

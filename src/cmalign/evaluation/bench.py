@@ -39,6 +39,7 @@ class MethodResult:
     fit_annotator_tokens: int | None = None
     fit_seconds: float | None = None  # fitting on the preference samples and adapting to the corpus
     weights: dict[str, float] | None = None  # the combined models' stacking weight per piece of evidence
+    adapted: str | None = None  # what a transductive method learned from the corpus, in words
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class RunResult:
                 out |= {"annotator_tokens": m.annotator_tokens, "fit_annotator_tokens": m.fit_annotator_tokens}
             out |= {} if m.ece is None else {"ece": round(m.ece, 6)}
             out |= {} if m.weights is None else {"weights": {k: round(v, 3) for k, v in m.weights.items()}}
+            out |= {} if m.adapted is None else {"adapted": m.adapted}
             return out | ({} if m.fit_seconds is None else {"fit_seconds": round(m.fit_seconds, 3)})
 
         return {
@@ -215,7 +217,8 @@ def _run_methods(split: Split, labels: LabelSet, annotator: Annotator | None, en
         results[name] = MethodResult(predicted_acc, calls + more, 0 if alone else fit_calls, ece=ece,
                                      annotator_tokens=tokens + more_tokens if chat else None,
                                      fit_annotator_tokens=(0 if alone else fit_tokens) if chat else None,
-                                     fit_seconds=fit_seconds, weights=weights)
+                                     fit_seconds=fit_seconds, weights=weights,
+                                     adapted=method.adaptation() if method.transductive else None)
     return results
 
 
