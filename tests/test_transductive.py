@@ -2,11 +2,13 @@
 however the corpus is cut into chunks, and better than cm_stack on a real corpus."""
 
 import copy
+import threading
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy.special import logsumexp
+from threadpoolctl import threadpool_limits
 
 from cmalign import CombinedCM
 from cmalign.data.datasets import Split
@@ -132,3 +134,21 @@ def test_label_names_refined_on_the_corpus_label_it_better_without_reading_a_lab
     adapted = copy.deepcopy(model).adapt(corpus)
     assert adapted.names_ is not None and not np.array_equal(adapted.L_, L)
     assert "label names refined on the corpus" in adapted.adaptation()
+
+
+def test_the_two_cross_fits_run_side_by_side_and_give_what_one_after_the_other_gives(annotator, massive, monkeypatch):
+    ds, _, texts, y, corpus, _, model = massive
+    threads = []
+    real = TransductiveCM._choose
+    monkeypatch.setattr(TransductiveCM, "_choose", lambda self, *a: threads.append(threading.current_thread()) or real(self, *a))
+    with threadpool_limits(2):
+        side = copy.deepcopy(model).adapt(corpus[:800])
+        assert len(threads) == 2 and threading.main_thread() not in threads
+        monkeypatch.setattr(transductive, "_each", lambda work, items: [work(item) for item in items])
+        serial = copy.deepcopy(model).adapt(corpus[:800])
+    assert np.array_equal(side.predict_proba(corpus[:300]), serial.predict_proba(corpus[:300]))
+    assert side.adaptation() == serial.adaptation() and side.adapt_scores_ == serial.adapt_scores_
+    threads.clear()
+    with threadpool_limits(1):     # one BLAS thread to spend (OMP_NUM_THREADS=1): no thread of its own
+        copy.deepcopy(model).adapt(corpus[:800])
+    assert threads == [threading.main_thread()] * 2

@@ -40,11 +40,12 @@ nonzero fraction for each of the two names (20 fits).
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import sparse
-
 from scipy.special import logsumexp, softmax
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from ..labels import LabelSet
 from .combined import CombinedCM, _fit_delta, _fit_scale, _unit
@@ -141,6 +142,19 @@ def choose_names(L: np.ndarray, X: np.ndarray, Xp: np.ndarray, y: np.ndarray) ->
     return best
 
 
+def _each(work, items: list) -> list:
+    """``[work(item) for item in items]``, in threads of one BLAS thread each where the process
+    has more than one BLAS thread to spend: most of the cross-fit is single-threaded numpy, so
+    two of them side by side use both cores where one would leave a core idle. The results do
+    not depend on it."""
+    blas = max((pool.get("num_threads", 1) for pool in threadpool_info()), default=1)
+    workers = min(len(items), blas)
+    if workers < 2:
+        return [work(item) for item in items]
+    with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(work, items))
+
+
 def _subset(ev: Evidence, rows: np.ndarray) -> Evidence:
     return Evidence(X=ev.X[rows], A=ev.A[rows], answer=ev.answer[rows])
 
@@ -211,10 +225,11 @@ class TransductiveCM(CombinedCM):
         names, setting, _ = choose_names(self.L_user_, corpus.X, user.X, y)
         renamed = self.renamed(user, y, names)
         renamed.W_user_ = renamed.W_
+        candidates = ((self, None), (renamed, setting))
         best = None
-        for model, how in ((self, None), (renamed, setting)):   # ties: the names as given
-            loglik = model._choose(user, y, corpus)
-            if best is None or loglik.max() > best[1].max() + 1e-9:
+        for (model, how), loglik in zip(candidates, _each(lambda m: m._choose(user, y, corpus),
+                                                            [m for m, _ in candidates])):
+            if best is None or loglik.max() > best[1].max() + 1e-9:   # ties: the names as given
                 best = (model, loglik, how)
         model, loglik, self.names_ = best
         i, j = np.unravel_index(np.argmax(loglik), loglik.shape)   # ties: the first, i.e. less change
