@@ -247,7 +247,7 @@ def test_annotate_learns_from_its_input_and_resumes_only_as_it_began(capsys, tmp
     assert main(["fit", str(tmp_path / "prefs.jsonl"), "--labels", str(tmp_path / "labels.txt"), "-o", bank]) == 0
     learned = tmp_path / "learned.jsonl"
     code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(learned))
-    assert code == 0 and "cm_best learned from 2974 of the 2974 items: self-training" in err, err
+    assert code == 0 and "cm_best learned from 2974 of the 2974 items: the label names refined on the corpus, self-training" in err, err
     code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(tmp_path / "off.jsonl"), "--adapt", "0")
     assert code == 0 and "learned from" not in err
     code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(tmp_path / "stack.jsonl"),
