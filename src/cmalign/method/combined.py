@@ -191,10 +191,16 @@ class CombinedCM(ScoredMethod):
         np.fill_diagonal(S, -np.inf)
         self.tau_ = _choose_tau(Xp, y, L, _class_sums(Xp, y, C))
         self.k_, _ = choose_k(S, y, C)
-        self.W_, oof, self.logreg_info_ = _prior_logreg(Xp, y, L)
-        F = _features(S, Xp, ev.log_a, y, Xp, L, self.tau_, self.k_, oof, loo=True)
-        self.weights_ = _fit_weights(F, y)
+        self._fit_stack(ev, y, S, LAMBDAS)
         return self
+
+    def _fit_stack(self, ev: Evidence, y: np.ndarray, S: np.ndarray, lambdas: tuple[float, ...]) -> None:
+        """The prior-mean regression (lambda among ``lambdas``) and the stacking weights, on the
+        preference samples, reading the labels' vectors ``L_``; ``S`` is their similarity matrix
+        with ``-inf`` on its diagonal."""
+        self.W_, oof, self.logreg_info_ = _prior_logreg(ev.X, y, self.L_, lambdas)
+        self.weights_ = _fit_weights(_features(S, ev.X, ev.log_a, y, ev.X, self.L_, self.tau_, self.k_, oof,
+                                               loo=True), y)
 
     def renamed(self, ev: Evidence, y: np.ndarray, L: np.ndarray) -> CombinedCM:
         """A copy that reads the labels' names as the unit vectors ``L`` (e.g. refined on a corpus)
@@ -205,8 +211,7 @@ class CombinedCM(ScoredMethod):
         S = ev.X @ ev.X.T
         np.fill_diagonal(S, -np.inf)
         lam = self.logreg_info_.get("lambda")
-        model.W_, oof, model.logreg_info_ = _prior_logreg(ev.X, y, L, (lam,) if lam is not None else LAMBDAS)
-        model.weights_ = _fit_weights(_features(S, ev.X, ev.log_a, y, ev.X, L, self.tau_, self.k_, oof, loo=True), y)
+        model._fit_stack(ev, y, S, (lam,) if lam is not None else LAMBDAS)
         return model
 
     def proba_evidence(self, ev: Evidence) -> np.ndarray:

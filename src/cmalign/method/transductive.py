@@ -223,15 +223,12 @@ class TransductiveCM(CombinedCM):
         if len(corpus.X) < NEIGHBOURS + 1:
             return self
         names, setting, _ = choose_names(self.L_user_, corpus.X, user.X, y)
-        renamed = self.renamed(user, y, names)
-        renamed.W_user_ = renamed.W_
-        candidates = ((self, None), (renamed, setting))
+        models, settings = (self, self.renamed(user, y, names)), (None, setting)
         best = None
-        for (model, how), loglik in zip(candidates, _each(lambda m: m._choose(user, y, corpus),
-                                                            [m for m, _ in candidates])):
-            if best is None or loglik.max() > best[1].max() + 1e-9:   # ties: the names as given
-                best = (model, loglik, how)
-        model, loglik, self.names_ = best
+        for model, how, loglik in zip(models, settings, _each(lambda m: m._choose(user, y, corpus), models)):
+            if best is None or loglik.max() > best[2].max() + 1e-9:   # ties: the names as given
+                best = (model, how, loglik)
+        model, self.names_, loglik = best
         i, j = np.unravel_index(np.argmax(loglik), loglik.shape)   # ties: the first, i.e. less change
         self.fraction_, self.alpha_ = FRACTIONS[i], ALPHAS[j]
         self.adapt_scores_ = tuple(tuple(round(v / len(y), 5) for v in row) for row in loglik)
@@ -241,6 +238,11 @@ class TransductiveCM(CombinedCM):
         if self.alpha_ > 0:
             self.Xs_, self.Ps_ = corpus.X, propagate(P, graph(corpus.X), self.alpha_)
         return self
+
+    def renamed(self, ev: Evidence, y: np.ndarray, L: np.ndarray) -> TransductiveCM:
+        model = super().renamed(ev, y, L)
+        model.W_user_ = model.W_      # its regression on the user's labels alone, for self-training
+        return model
 
     def _restart(self, Xp: np.ndarray, yp: np.ndarray) -> None:
         """Forget an earlier corpus: back to the model of the user's labels alone."""
