@@ -152,3 +152,18 @@ def test_the_two_cross_fits_run_side_by_side_and_give_what_one_after_the_other_g
     with threadpool_limits(1):     # one BLAS thread to spend (OMP_NUM_THREADS=1): no thread of its own
         copy.deepcopy(model).adapt(corpus[:800])
     assert threads == [threading.main_thread()] * 2
+
+
+def test_the_refined_names_must_win_on_each_half_not_only_in_total():
+    """A gain in total that one half disputes keeps the names as given; the (fraction, alpha)
+    compared are each candidate's own best by the total."""
+    given = np.zeros((2, len(transductive.FRACTIONS), len(transductive.ALPHAS))) - 100.0
+    given[:, 0, 0] = (-60.0, -60.0)                 # best by total: -120
+    refined = given.copy()
+    refined[:, 1, 2] = (-50.0, -65.0)               # -115 in total, but worse on the second half
+    assert not transductive._better_on_every_half(refined, given)
+    refined[:, 1, 2] = (-58.0, -59.0)               # better on both halves
+    assert transductive._better_on_every_half(refined, given)
+    refined[:, 2, 3] = (-40.0, -61.0)               # now its best by total (-101) is disputed again
+    assert not transductive._better_on_every_half(refined, given)
+    assert not transductive._better_on_every_half(given, given)   # a tie is no gain

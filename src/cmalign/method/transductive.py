@@ -28,8 +28,10 @@ Whether to refine the names, ``fraction`` (of each label's items: 0 to 1) and ``
 no change included, are chosen by 2-fold cross-fitting on the preference samples alone: the model,
 with every choice the full set of labels made, is refitted on one half (its regression from the
 prior, never from the fit that saw the other half); the other half joins the corpus sample as
-unlabelled items; the triple whose predictions give that half's labels the highest likelihood,
-summed over both halves, wins. No evaluation label, and nothing tuned per dataset.
+unlabelled items; the (fraction, alpha) whose predictions give that half's labels the highest
+likelihood, summed over both halves, wins. The refined names replace the names as given only if
+their best beats the names' best on each half as well as in total (:func:`_better_on_every_half`).
+No evaluation label, and nothing tuned per dataset.
 
 What it costs: the sample (at most ``SAMPLE`` items) is encoded and scored once; the names are
 refined 8 times over it (matrix products); the refined model's regression is fitted again at the
@@ -142,6 +144,17 @@ def choose_names(L: np.ndarray, X: np.ndarray, Xp: np.ndarray, y: np.ndarray) ->
     return best
 
 
+def _better_on_every_half(new: np.ndarray, old: np.ndarray) -> bool:
+    """Whether a change (the refined label names) earns its place: its best (fraction, alpha), by the
+    summed cross-fitted log-likelihoods (half, fraction, alpha) ``new``, beats the best of ``old``
+    in total *and* on each half alone. One half's gain is not enough: a gain the halves do not agree
+    on is as likely the noise of one split as a better model, and keeping the names as the user
+    wrote them is the safer error."""
+    a = np.unravel_index(np.argmax(old.sum(axis=0)), old.shape[1:])
+    b = np.unravel_index(np.argmax(new.sum(axis=0)), new.shape[1:])
+    return bool(new.sum(axis=0)[b] > old.sum(axis=0)[a] + 1e-9 and np.all(new[:, b[0], b[1]] > old[:, a[0], a[1]]))
+
+
 def _each(work, items: list) -> list:
     """``[work(item) for item in items]``, in threads of one BLAS thread each where the process
     has more than one BLAS thread to spend: most of the cross-fit is single-threaded numpy, so
@@ -223,12 +236,10 @@ class TransductiveCM(CombinedCM):
         if len(corpus.X) < NEIGHBOURS + 1:
             return self
         names, setting, _ = choose_names(self.L_user_, corpus.X, user.X, y)
-        models, settings = (self, self.renamed(user, y, names)), (None, setting)
-        best = None
-        for model, how, loglik in zip(models, settings, _each(lambda m: m._choose(user, y, corpus), models)):
-            if best is None or loglik.max() > best[2].max() + 1e-9:   # ties: the names as given
-                best = (model, how, loglik)
-        model, self.names_, loglik = best
+        models = (self, self.renamed(user, y, names))
+        given, refined = _each(lambda m: m._choose(user, y, corpus), models)
+        k = int(_better_on_every_half(refined, given))
+        model, self.names_, loglik = models[k], (None, setting)[k], (given, refined)[k].sum(axis=0)
         i, j = np.unravel_index(np.argmax(loglik), loglik.shape)   # ties: the first, i.e. less change
         self.fraction_, self.alpha_ = FRACTIONS[i], ALPHAS[j]
         self.adapt_scores_ = tuple(tuple(round(v / len(y), 5) for v in row) for row in loglik)
@@ -254,11 +265,12 @@ class TransductiveCM(CombinedCM):
         self.Ps_ = np.zeros((0, len(self.classes_)))
 
     def _choose(self, user: Evidence, y: np.ndarray, corpus: Evidence) -> np.ndarray:
-        """The cross-fitted log-likelihood of the user's labels for each (fraction, alpha)."""
+        """The cross-fitted log-likelihood of the user's labels, shape (half, fraction, alpha):
+        each half's labels, predicted by the model refitted on the other half."""
         n = len(y)
         fold = np.empty(n, dtype=np.int64)
         fold[np.random.default_rng(0).permutation(n)] = np.arange(n) % FOLDS
-        loglik = np.zeros((len(FRACTIONS), len(ALPHAS)))
+        loglik = np.zeros((FOLDS, len(FRACTIONS), len(ALPHAS)))
         for f in range(FOLDS):
             train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             if len(np.unique(y[train])) < 2:
@@ -270,7 +282,7 @@ class TransductiveCM(CombinedCM):
             for i, fraction in enumerate(FRACTIONS):
                 _, P = part._self_trained(nodes, P0, fraction)
                 for j, Pa in enumerate(propagated(P, W, ALPHAS)):
-                    loglik[i, j] += float(np.log(np.maximum(Pa[rows, y[test]], 1e-12)).sum())
+                    loglik[f, i, j] = float(np.log(np.maximum(Pa[rows, y[test]], 1e-12)).sum())
         return loglik
 
     def _with_examples(self, Xp: np.ndarray, yp: np.ndarray, n_user: int, warm: bool = True) -> TransductiveCM:
