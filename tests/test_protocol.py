@@ -191,16 +191,18 @@ def test_a_state_for_another_bank_or_method_is_not_used(task, annotator, encoder
     assert reloaded.refit_reason == "bank.cm_best.npz: saved for another bank"
     (tmp_path / "bank.cm_best.npz").write_bytes(b"not a zip file")
     assert "unreadable" in Labeler.load(tmp_path / "bank.json", annotator, "cm_best", encoder=encoder).refit_reason
-    # a state an older cmalign wrote (version 1: no model of the user's labels alone) is refitted
+    # a state an older cmalign wrote (version 1: no model of the user's labels alone; 2: no
+    # centre_, the vectors read uncentred) is refitted, not misread
     fitted = Labeler(annotator, "cm_best", encoder=encoder).fit(texts, y, label_set=labels)
-    fitted.save(tmp_path / "bank.json")
-    with np.load(tmp_path / "bank.cm_best.npz") as data:
-        arrays = {name: data[name] for name in data.files if name != "__meta__"}
-        meta = json.loads(str(data["__meta__"]))
-    np.savez(tmp_path / "bank.cm_best.npz", __meta__=np.array(json.dumps(meta | {"version": 1})), **arrays)
-    old = Labeler.load(tmp_path / "bank.json", annotator, "cm_best", encoder=encoder)
-    assert old.refit_reason == "bank.cm_best.npz: not a state file this cmalign reads"
-    assert np.allclose(old.method_.predict_proba(new), fitted.method_.predict_proba(new), atol=1e-12)
+    for version, missing in ((1, "L_user_"), (2, "centre_")):
+        fitted.save(tmp_path / "bank.json")
+        with np.load(tmp_path / "bank.cm_best.npz") as data:
+            arrays = {name: data[name] for name in data.files if name != "__meta__" and missing not in name}
+            meta = json.loads(str(data["__meta__"]))
+        np.savez(tmp_path / "bank.cm_best.npz", __meta__=np.array(json.dumps(meta | {"version": version})), **arrays)
+        old = Labeler.load(tmp_path / "bank.json", annotator, "cm_best", encoder=encoder)
+        assert old.refit_reason == "bank.cm_best.npz: not a state file this cmalign reads"
+        assert np.allclose(old.method_.predict_proba(new), fitted.method_.predict_proba(new), atol=1e-12)
     rule = Labeler.load(tmp_path / "bank.json", annotator, "cm_remap", encoder=encoder)
     assert rule.refit_reason is None and rule.method_.bank_ is rule.bank_  # the rules need only the bank
 

@@ -11,6 +11,7 @@ from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
 from cmalign import CombinedCM
+from cmalign.data import Budget, protocol_split
 from cmalign.data.datasets import Split
 from cmalign.data.io import Item
 from cmalign.evaluation import accuracy, bench
@@ -29,13 +30,26 @@ def massive(annotator, massive_1pct):
     return ds, split, texts, y, corpus, gold, model
 
 
-def test_before_adapt_it_is_cm_stack_and_after_it_labels_better(annotator, massive):
+def test_before_adapt_it_is_cm_stack_on_centred_vectors_and_after_it_labels_better(annotator, massive):
     ds, _, texts, y, corpus, gold, model = massive
     stack = CombinedCM(annotator).fit(texts, y, label_set=ds.labels)
     answers = annotator.annotate(corpus, ds.labels)
     fresh = TransductiveCM(annotator).fit(texts, y, label_set=ds.labels)
-    assert np.allclose(fresh.predict_proba(corpus, answers=answers), stack.predict_proba(corpus, answers=answers),
+    # before adapt: cm_stack's model on the vectors (texts' and names') less the user's texts' mean
+    pref = gather(texts, ds.labels, annotator, fresh.encoder_)
+    assert np.allclose(fresh.centre_, pref.X.mean(axis=0))
+
+    def centred(M):
+        return combined._unit(M - fresh.centre_)
+
+    same = CombinedCM(annotator)
+    same.encoder_ = fresh.encoder_
+    same._label_vectors = lambda labels: centred(CombinedCM._label_vectors(stack, labels))
+    same.fit_evidence(replace(pref, X=centred(pref.X)), np.array([ds.labels.index(v) for v in y]), ds.labels)
+    ev = gather(corpus, ds.labels, annotator, fresh.encoder_, answers)
+    assert np.allclose(fresh.predict_proba(corpus, answers=answers), same.proba_evidence(replace(ev, X=centred(ev.X))),
                        atol=1e-12, rtol=0)
+    assert not np.allclose(fresh.predict_proba(corpus, answers=answers), stack.predict_proba(corpus, answers=answers))
     fresh.adapt(corpus, answers=answers)
     assert fresh.fraction_ in transductive.FRACTIONS and fresh.alpha_ in transductive.ALPHAS
     assert (fresh.fraction_, fresh.alpha_) != (0.0, 0.0)  # 1% of MASSIVE: the corpus has much to teach
@@ -107,14 +121,15 @@ def test_the_cross_fit_never_sees_the_held_out_half_s_labels(annotator, massive)
     lied = copy.copy(model)
     lied.W_user_ = told.W_user_             # a regression that learned other labels
     assert not np.allclose(model.W_user_, lied.W_user_)
-    user = gather(texts, ds.labels, annotator, model.encoder_)
-    sample = gather(corpus[:600], ds.labels, annotator, model.encoder_)
+    user = model._centred(gather(texts, ds.labels, annotator, model.encoder_))
+    sample = model._centred(gather(corpus[:600], ds.labels, annotator, model.encoder_))
     assert np.array_equal(model._choose(user, yi, sample), lied._choose(user, yi, sample))
 
 
 def test_label_names_refined_on_the_corpus_label_it_better_without_reading_a_label(annotator, massive):
     ds, _, texts, y, corpus, gold, model = massive
     X = model.encoder_.encode(corpus).astype(np.float64)
+    X = (X - model.centre_) / np.linalg.norm(X - model.centre_, axis=1, keepdims=True)  # as the model reads them
     L = model.L_user_
     truth = np.array([ds.labels.index(label) for label in gold])
     before = float(np.mean((X @ L.T).argmax(axis=1) == truth))
@@ -130,10 +145,16 @@ def test_label_names_refined_on_the_corpus_label_it_better_without_reading_a_lab
     Z = model.Xp_[:model.n_user_] @ other.T
     s = combined._fit_scale(Z, yi)
     assert loglik >= float((s * Z[np.arange(len(yi)), yi] - logsumexp(s * Z, axis=1)).mean())
-    # and cm_best takes them here, and says so
+    # cm_best reads them where it read the names if its cross-fit takes them, and says so
     adapted = copy.deepcopy(model).adapt(corpus)
-    assert adapted.names_ is not None and not np.array_equal(adapted.L_, L)
-    assert "label names refined on the corpus" in adapted.adaptation()
+    assert (adapted.names_ is None) == np.array_equal(adapted.L_, L)
+    assert (adapted.names_ is None) == ("label names refined on the corpus" not in adapted.adaptation())
+    # the cross-fit declines them on seed 0's sample of MASSIVE (1%) and takes them on seed 1's
+    other = protocol_split(ds, Budget(fraction=0.01), seed=1).preference
+    taken = TransductiveCM(annotator).fit([i.text for i in other], [i.label for i in other], label_set=ds.labels)
+    taken.adapt(corpus)
+    assert taken.names_ is not None and not np.array_equal(taken.L_, taken.L_user_)
+    assert "label names refined on the corpus" in taken.adaptation()
 
 
 def test_the_two_cross_fits_run_side_by_side_and_give_what_one_after_the_other_gives(annotator, massive, monkeypatch):

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 STATE_FORMAT = "cmalign-method-state"
-STATE_VERSION = 2  # 2: cm_best keeps the model of the user's labels alone (L_user_, weights_user_, ...)
+STATE_VERSION = 3  # 2: cm_best keeps the model of the user's labels alone (L_user_, weights_user_, ...); 3: and its centre_
 
 
 def state_path(bank_path: str | Path, method: str) -> Path:

@@ -182,8 +182,7 @@ class CombinedCM(ScoredMethod):
 
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> CombinedCM:
         self._set_labels(labels)
-        encoder = getattr(self, "encoder_", None) or self._encoder()
-        L = encoder.encode(labels.readable()).astype(np.float64)
+        L = self._label_vectors(labels)
         C = L.shape[0]
         Xp = ev.X
         self.L_, self.Xp_, self.yp_ = L, Xp, y
@@ -193,6 +192,11 @@ class CombinedCM(ScoredMethod):
         self.k_, _ = choose_k(S, y, C)
         self._fit_stack(ev, y, S, LAMBDAS)
         return self
+
+    def _label_vectors(self, labels: LabelSet) -> np.ndarray:
+        """The labels' readable names, encoded: the zero-shot classifier inside f2 and f7."""
+        encoder = getattr(self, "encoder_", None) or self._encoder()
+        return encoder.encode(labels.readable()).astype(np.float64)
 
     def _fit_stack(self, ev: Evidence, y: np.ndarray, S: np.ndarray, lambdas: tuple[float, ...]) -> None:
         """The prior-mean regression (lambda among ``lambdas``) and the stacking weights, on the

@@ -2,8 +2,10 @@
 
 The user asks us to label a corpus; its texts, unlabelled, say where the dense regions and the
 boundaries between them lie. :class:`TransductiveCM` fits the combined model (:class:`CombinedCM`,
-``cm_stack``) on the preference samples and, given the corpus (:meth:`Method.adapt`; ``annotate``
-passes a seeded sample of its input), learns from it in up to three steps:
+``cm_stack``) on the preference samples, every vector (texts' and label names') first centred on the
+mean of the user's texts and made unit length again (:meth:`TransductiveCM._centred`), and, given
+the corpus (:meth:`Method.adapt`; ``annotate`` passes a seeded sample of its input), learns from it
+in up to three steps:
 
 1. **The label names, refined on the corpus.** A label's name is a weak description of what the
    user means by it (``english`` for English Language & Usage questions). Every text of the
@@ -201,8 +203,9 @@ class TransductiveCM(CombinedCM):
     >>> best = TransductiveCM(EmbeddingAnnotator()).fit(pref_texts, y, label_set=label_set)  # doctest: +SKIP
     >>> best.adapt(corpus_texts).predict_proba(corpus_texts)  # doctest: +SKIP
 
-    Without :meth:`adapt` it labels exactly as ``cm_stack`` does. Fitted attributes beyond
-    CombinedCM's: ``fraction_``, ``alpha_`` (chosen by cross-fitting), ``n_user_`` (the first
+    Without :meth:`adapt` it labels as ``cm_stack`` would on the centred vectors. Fitted attributes
+    beyond CombinedCM's (which it holds in the centred space): ``centre_`` (the mean of the user's
+    texts' vectors), ``fraction_``, ``alpha_`` (chosen by cross-fitting), ``n_user_`` (the first
     ``n_user_`` rows of ``Xp_`` are the user's; the others are pseudo-labelled corpus items),
     ``Xs_``/``Ps_`` (the corpus sample and its propagated labels), ``adapt_scores_``.
     """
@@ -211,7 +214,9 @@ class TransductiveCM(CombinedCM):
     sample_limit = SAMPLE  # corpus items it learns from at most (``annotate --adapt`` reads no more)
 
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> TransductiveCM:
-        super().fit_evidence(ev, y, labels)
+        # the vectors' common direction, estimated on the user's texts (see _centred)
+        self.centre_ = ev.X.mean(axis=0) if len(ev.X) > 1 else np.zeros(ev.X.shape[1])
+        super().fit_evidence(self._centred(ev), y, labels)
         # the model of the user's labels alone, which adapt() starts from every time
         self.W_user_, self.L_user_, self.weights_user_ = self.W_, self.L_, self.weights_
         self.logreg_info_user_ = self.logreg_info_
@@ -223,13 +228,24 @@ class TransductiveCM(CombinedCM):
         self.Ps_ = np.zeros((0, len(labels)))
         return self
 
+    def _centred(self, ev: Evidence) -> Evidence:
+        """The evidence with its vectors centred on the preference samples' mean and made unit
+        length again. Every sentence embedding shares a large common component (the mean of the
+        user's texts has norm 0.2-0.3 here), so the cosines between texts, and between a text and a
+        label's name, are all high and differ in a narrow band; removed, what is particular to
+        each text carries the similarity. The annotator's scores are its own and are not touched."""
+        return Evidence(X=_unit(ev.X - self.centre_), A=ev.A, answer=ev.answer)
+
+    def _label_vectors(self, labels: LabelSet) -> np.ndarray:
+        return _unit(super()._label_vectors(labels) - self.centre_)
+
     # -- learning from the corpus --------------------------------------------------------------
 
     def adapt_evidence(self, corpus: Evidence) -> TransductiveCM:
         """Learn from the corpus's evidence (a seeded sample of ``SAMPLE`` items of a larger one):
         choose the label names (as given, or refined on the corpus), ``fraction_`` and ``alpha_``
         first, all by one cross-fit."""
-        corpus = _sample(corpus, SAMPLE)
+        corpus = self._centred(_sample(corpus, SAMPLE))
         user = Evidence(X=self.Xp_[:self.n_user_], A=self.Ap_, answer=self.Ap_.argmax(axis=1))
         y = self.yp_[:self.n_user_]
         self._restart(user.X, y)
@@ -338,6 +354,7 @@ class TransductiveCM(CombinedCM):
                           for i in range(0, len(ev.X), BLOCK)])
 
     def proba_evidence(self, ev: Evidence) -> np.ndarray:
+        ev = self._centred(ev)
         P = self._stacked(ev)
         if self.alpha_ <= 0 or len(self.Xs_) <= NEIGHBOURS:
             return P
