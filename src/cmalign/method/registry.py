@@ -62,7 +62,8 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
           "the combined model: the annotator's evidence and six kinds of evidence from the user's labels, "
           "weighted by held-out likelihood"),
     MethodSpec("cm_best", TransductiveCM, lambda a, e: TransductiveCM(a, encoder=e),
-          "`cm_stack`, then taught by the corpus it labels: the label names refined on the corpus's texts, "
+          "`cm_stack` on vectors centred on the mean of the user's texts, then taught by the corpus it "
+          "labels: the label names refined on the corpus's texts, "
           "one round of self-training and label propagation over the corpus's nearest neighbours, whether "
           "and how much of each chosen by cross-fitting on the preference samples"),
 )}
