@@ -6,11 +6,32 @@ expected, so the CLI can print it as one line and exit non-zero instead of a tra
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
+
+OPTION = re.compile(r"\{=(\w+)\}")  # a setting named in a message: {=max_calls}
+
+
+def shown(message: str, names: Mapping[str, str] | None = None) -> str:
+    """``message`` with each setting it names (``{=max_calls}``) written as ``names`` spells it
+    (the command line passes its flags, ``--max-calls``), else as the parameter (``max_calls``)."""
+    return OPTION.sub(lambda m: (names or {}).get(m[1], m[1]), message)
 
 
 class CmalignError(Exception):
-    """Base class for errors caused by the user's input or settings, not by a bug."""
+    """Base class for errors caused by the user's input or settings, not by a bug.
+
+    A message names a setting as ``{=parameter}`` (``"{=max_calls} 0: must be at least 1"``):
+    ``str()`` shows the parameter's name, and :meth:`render` the spelling a front end uses for it
+    (the command line's flags), so the library never speaks of flags.
+    """
+
+    def __str__(self) -> str:
+        return shown(super().__str__())
+
+    def render(self, names: Mapping[str, str] | None = None) -> str:
+        return shown(super().__str__(), names)
 
 
 class DataError(CmalignError):
