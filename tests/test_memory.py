@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from cmalign.engine import _LIBC
+from cmalign.process import _LIBC
 
 PROBE = """
 import ctypes, sys
 import numpy as np
-from cmalign.engine import _LIBC, map_large_blocks
+from cmalign.process import _LIBC, map_large_blocks
 
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",

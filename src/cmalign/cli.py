@@ -22,7 +22,8 @@ from .annotators.registry import SPECS, BackendOptions, is_chat, make_annotator,
 from .data import (Budget, ItemFile, describe_bundled, load_datasets, parse_seed, read_items, read_labelset,
                    read_preferences)
 from .encoder import default_encoder
-from .engine import RayEngine, default_threads, map_large_blocks, set_threads, usable_cores
+from .engine import RayEngine
+from .process import default_threads, map_large_blocks, set_threads, usable_cores
 from .errors import CmalignError
 from .evaluation import format_table, run_bench
 from .files import writable_target

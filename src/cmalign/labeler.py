@@ -23,15 +23,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from .annotators.base import Annotator
 from .chat.backend import Plan
-from .data.io import Item
+from .data.fields import Item
 from .encoder import SentenceEncoder
-from .engine import trim_memory
 from .errors import CmalignError, DataError
 from .files import write_atomically
 from .labels import LabelSet
@@ -39,13 +38,18 @@ from .method.bank import MemoryBank
 from .method.base import Method, Record
 from .method.registry import METHODS, RULES, default_method, make_method
 from .output import LabelledOutput, tally
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .process import trim_memory
 
 T = TypeVar("T")
 STATE_FORMAT = "cmalign-method-state"
 STATE_VERSION = 3  # 2: cm_best keeps the model of the user's labels alone (L_user_, weights_user_, ...); 3: and its centre_
+
+
+class Engine(Protocol):
+    """Labels chunks of items with a fitted labeller; yields each chunk with its records, in order."""
+
+    def label(self, labeler: Labeler, chunks: Iterable[list[Item]]) -> Iterator[tuple[list[Item], list[Record]]]:
+        ...
 
 
 def state_path(bank_path: str | Path, method: str) -> Path:

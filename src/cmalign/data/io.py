@@ -5,7 +5,7 @@ Every problem is reported as a :class:`~cmalign.errors.DataError` naming the fil
 (1-based, as an editor shows it; for Parquet the row, for a Label Studio export the task) or the
 column. :func:`iter_items` reads a file one item at a time (``annotate`` streams its input through
 it, with a checking pass first so that a bad line costs nothing); :func:`read_items` returns them
-all. A Label Studio export is read by :mod:`cmalign.interchange`, which also writes the exports.
+all. A Label Studio export is read by :mod:`cmalign.data.label_studio`.
 """
 
 from __future__ import annotations
@@ -13,25 +13,14 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
 from ..labels import LabelSet
-
-TEXT_FIELDS = ("text", "input")
-LABEL_FIELDS = ("label",)
-
-
-@dataclass(frozen=True)
-class Item:
-    """One text, with the user's label when it has one, and where it came from (1-based line)."""
-
-    text: str
-    label: str | None = None
-    line: int = 0
-
+from .fields import LABEL_FIELDS, TEXT_FIELDS, Item, pick
+from .label_studio import label_studio_items
 
 def _lines(path: Path, where: list[int]) -> Iterator[str]:
     """The file's lines as text, decoded one at a time so that a byte that is not UTF-8 is reported
@@ -90,13 +79,6 @@ def line_unit(path: str | Path) -> str | None:
         return None
 
 
-def _pick(present: Iterable[str], wanted: str | None, defaults: Sequence[str]) -> str | None:
-    present = list(present)
-    if wanted is not None:
-        return wanted if wanted in present else None
-    return next((name for name in defaults if name in present), None)
-
-
 def _parquet_records(path: Path) -> Iterator[tuple[int, dict]]:
     """(row number, record) pairs of a Parquet file, decoded a batch of rows at a time."""
     try:
@@ -116,7 +98,7 @@ def _parquet_records(path: Path) -> Iterator[tuple[int, dict]]:
         raise DataError(f"not a readable Parquet file ({exc})", path) from None
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict]]:
+def records(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, record) pairs; the record's keys are the file's field or column names.
     For Parquet the number is the row's (1-based); Label Studio exports are not read here."""
     fmt = _format_of(path)
@@ -182,7 +164,7 @@ def iter_items(path: str | Path, *, text_field: str | None = None, label_field: 
     a label; otherwise a label is read where the field is present. A file with no item is an
     error (once the end is reached) unless ``allow_empty``. An item's ``line`` is the row of a
     Parquet file and the task of a Label Studio export (1-based); for the latter ``label_field``
-    names the ``Choices`` control (see :func:`cmalign.interchange.label_studio_items`).
+    names the ``Choices`` control (see :func:`cmalign.data.label_studio.label_studio_items`).
 
     >>> for item in iter_items("tickets.csv", text_field="body", label_field="team"):  # doctest: +SKIP
     ...     print(item.line, item.text)
@@ -190,8 +172,6 @@ def iter_items(path: str | Path, *, text_field: str | None = None, label_field: 
     path = Path(path)
     fmt = _format_of(path)
     if fmt == "label-studio":
-        from ..interchange import label_studio_items  # it reads Items: imported here, not at the top
-
         yield from label_studio_items(path, text_field=text_field, label_field=label_field,
                                       require_labels=require_labels, allow_empty=allow_empty)
         return
@@ -199,14 +179,14 @@ def iter_items(path: str | Path, *, text_field: str | None = None, label_field: 
     by_line = fmt == "jsonl"  # a missing field is a line's; a missing column (CSV, Parquet) the file's
     text_key = label_key = None
     columns_checked = False
-    for number, record in _records(path):
+    for number, record in records(path):
         if not columns_checked:
-            text_key = _pick(record, text_field, TEXT_FIELDS)
+            text_key = pick(record, text_field, TEXT_FIELDS)
             if text_key is None:
                 wanted = text_field or " or ".join(TEXT_FIELDS)
                 raise DataError(f"no text field {wanted!r}; the fields are {sorted(record)}",
                                 path, number if by_line else None, column=None if by_line else wanted)
-            label_key = _pick(record, label_field, LABEL_FIELDS)
+            label_key = pick(record, label_field, LABEL_FIELDS)
             if require_labels and label_key is None:
                 wanted = label_field or LABEL_FIELDS[0]
                 raise DataError(f"no label field {wanted!r}; the fields are {sorted(record)}",
