@@ -34,7 +34,7 @@ def test_a_bad_line_anywhere_fails_before_the_model_loads(capsys, tmp_path, monk
                              for t, lab in [("wake me at 7", "alarm"), ("play jazz", "music")] * 3))
     assert main(["fit", str(prefs), "-o", str(bank), "--method", "cm_remap"]) == 0
     inp.write_text("".join(json.dumps({"text": f"item {n}"}) + "\n" for n in range(5000)) + '{"text": ""}\n')
-    monkeypatch.setattr("cmalign.cli.default_encoder", lambda *a: pytest.fail("loaded the model"))
+    monkeypatch.setattr("cmalign.jobs.common.default_encoder", lambda *a: pytest.fail("loaded the model"))
     capsys.readouterr()
     assert main(["annotate", str(inp), "--bank", str(bank), "-o", str(tmp_path / "out.jsonl")]) == 2
     assert "in.jsonl:5001: the text field 'text' is empty" in capsys.readouterr().err

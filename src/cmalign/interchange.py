@@ -16,21 +16,23 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 from xml.sax.saxutils import quoteattr
 
+from .chunks import batched
+from .data.cells import safe_cell
 from .data.fields import TEXT_FIELDS, pick
 from .data.io import line_unit, records
 from .errors import DataError
-from .files import write_atomically, writable_target
+from .files import check_outputs, is_stdio, write_atomically
 from .labels import LabelSet
 
-FORMATS = ("parquet", "csv", "jsonl", "label-studio")
-SUFFIX_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "label-studio"}
+FORMATS = ("parquet", "csv", "tsv", "jsonl", "label-studio")
+SUFFIX_FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                  ".json": "label-studio"}
 CONTROL = "label"  # the labelling config's <Choices name=...>, the from_name of every prediction
 OBJECT = "text"  # its <Text name=...>, the to_name
 CONFIG_SUFFIX = ".label-config.xml"
@@ -53,13 +55,15 @@ class Exported:
 
 def export_format(target: str | Path, fmt: str | None = None) -> str:
     """``fmt`` when given, else the format ``target``'s suffix names (``.json``: Label Studio)."""
+    if fmt is None and is_stdio(target):
+        fmt = "jsonl"
     if fmt is not None:
         if fmt not in FORMATS:
             raise DataError(f"unknown export format {fmt!r}: expected one of {', '.join(FORMATS)}")
         return fmt
     suffix = Path(target).suffix.lower()
     if suffix not in SUFFIX_FORMATS:
-        raise DataError(f"cannot tell the format from the suffix {suffix or '(none)'!r}: name it with --format "
+        raise DataError(f"cannot tell the format from the suffix {suffix or '(none)'!r}: name it with {{=format}} "
                         f"({', '.join(FORMATS)})", target)
     return SUFFIX_FORMATS[suffix]
 
@@ -80,14 +84,17 @@ def export(source: str | Path, target: str | Path, *, fmt: str | None = None, la
     (``cmalign <method>``) and ``score``. The Label Studio config lists ``labels`` when given (every
     label must be in it and is written as there), else the labels of the file in order of first
     appearance. A file already at ``target`` (or at the config's path) is replaced only with
-    ``overwrite``. The input is streamed: Parquet and CSV read it twice (once for the columns and
-    their types), and nothing holds more than a row group.
+    ``overwrite``, and never when it is ``source`` itself. ``-`` is standard output (not for Label
+    Studio, whose config is a second file). The input is streamed: Parquet and CSV read it twice
+    (once for the columns and their types), and nothing holds more than a row group.
     """
-    source, target = Path(source), Path(target)
+    source = Path(source)
     fmt = export_format(target, fmt)
-    paths = (target, config_path(target)) if fmt == "label-studio" else (target,)
-    for path in paths:
-        _check_target(path, source, overwrite)
+    if fmt == "label-studio" and is_stdio(target):
+        raise DataError("a Label Studio export is two files (the tasks and their labelling config): write it to "
+                        "a .json file", target)
+    paths = (Path(target), config_path(target)) if fmt == "label-studio" else (Path(target),)
+    check_outputs(paths, [source], overwrite=overwrite)
     count = [0]
 
     def rows() -> Iterator[tuple[int, dict]]:  # a Rows
@@ -107,17 +114,15 @@ def export(source: str | Path, target: str | Path, *, fmt: str | None = None, la
         config = label_config(list(labels.labels) if labels is not None else list(tasks.seen), tasks.text_key)
         write_atomically(paths[1], lambda handle: handle.write(config.encode("utf-8")))
     else:
-        writer = {"parquet": _write_parquet, "csv": _write_csv, "jsonl": _write_jsonl}[fmt]
-        write_atomically(target, lambda handle: writer(rows, handle, source))
+        write_rows(target, rows, fmt, source)
     return Exported(count[0], fmt, paths)
 
 
-def _check_target(path: Path, source: Path, overwrite: bool) -> None:
-    real = writable_target(path)
-    if real == Path(os.path.realpath(source)):
-        raise DataError("is the input file itself; write the export to another file", path)
-    if real.exists() and not overwrite:
-        raise DataError("exists already: --overwrite to replace it", path)
+def write_rows(target: str | Path, rows: Rows, fmt: str, source: str | Path) -> None:
+    """Write ``rows`` (called afresh for each pass) to ``target`` as ``fmt`` (``jsonl``, ``csv``,
+    ``tsv`` or ``parquet``), atomically; ``source`` is named in errors about a row."""
+    writer = {"parquet": _write_parquet, "csv": _write_csv, "tsv": _write_tsv, "jsonl": _write_jsonl}[fmt]
+    write_atomically(target, lambda handle: writer(rows, handle, Path(source)))
 
 
 def _text_field(record: dict, source: Path, number: int) -> str:
@@ -144,17 +149,22 @@ def _write_jsonl(rows: Rows, handle: BinaryIO, source: Path) -> None:
         handle.write((_json(record) + "\n").encode("utf-8"))
 
 
-def _write_csv(rows: Rows, handle: BinaryIO, source: Path) -> None:
+def _write_tsv(rows: Rows, handle: BinaryIO, source: Path) -> None:
+    _write_csv(rows, handle, source, delimiter="\t")
+
+
+def _write_csv(rows: Rows, handle: BinaryIO, source: Path, delimiter: str = ",") -> None:
     """Columns in order of first appearance (a field a line lacks is an empty cell); strings as
-    they are, anything else as JSON (a list of candidates reads back with ``json.loads``)."""
+    they are (made safe to open in a spreadsheet: :mod:`cmalign.data.cells`), anything else as
+    JSON (a list of candidates reads back with ``json.loads``)."""
     columns: dict[str, None] = {}
     for _, record in rows():
         columns |= dict.fromkeys(record)
     text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
-    writer = csv.DictWriter(text, fieldnames=list(columns), restval="")
+    writer = csv.DictWriter(text, fieldnames=[safe_cell(c) for c in columns], restval="", delimiter=delimiter)
     writer.writeheader()
     for _, record in rows():
-        writer.writerow({key: "" if value is None else value if isinstance(value, str)
+        writer.writerow({safe_cell(key): "" if value is None else safe_cell(value) if isinstance(value, str)
                          else _json(value) for key, value in record.items()})
     text.flush()
     text.detach()  # the handle stays open for write_atomically to sync
@@ -180,17 +190,6 @@ def _pyarrow(doing: str):
     return pa, pq
 
 
-def _batches(rows: Rows) -> Iterator[list[tuple[int, dict]]]:
-    batch = []
-    for row in rows():
-        batch.append(row)
-        if len(batch) == BATCH_ROWS:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _write_parquet(rows: Rows, handle: BinaryIO, source: Path) -> None:
     """One row group per batch of rows, with the schema of the whole file: a first pass finds each
     field's type (a field that is a number on one line and a string on another is an error naming
@@ -199,7 +198,7 @@ def _write_parquet(rows: Rows, handle: BinaryIO, source: Path) -> None:
     kinds: dict[str, tuple[str, int]] = {}
     schema = None
     try:
-        for batch in _batches(rows):
+        for batch in batched(rows(), BATCH_ROWS):
             for number, record in batch:
                 for key, value in record.items():
                     kind = _kind(value)
@@ -215,7 +214,7 @@ def _write_parquet(rows: Rows, handle: BinaryIO, source: Path) -> None:
             schema = found if schema is None else pa.unify_schemas([schema, found], promote_options="permissive")
         writer = pq.ParquetWriter(handle, schema)
         try:
-            for batch in _batches(rows):
+            for batch in batched(rows(), BATCH_ROWS):
                 writer.write_table(pa.Table.from_pylist([record for _, record in batch], schema=schema))
         finally:
             writer.close()

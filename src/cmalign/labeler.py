@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,10 +37,10 @@ from .labels import LabelSet
 from .method.bank import MemoryBank
 from .method.base import Method, Record
 from .method.registry import METHODS, RULES, default_method, make_method
+from .chunks import batched
 from .output import LabelledOutput, tally
 from .process import trim_memory
 
-T = TypeVar("T")
 STATE_FORMAT = "cmalign-method-state"
 STATE_VERSION = 3  # 2: cm_best keeps the model of the user's labels alone (L_user_, weights_user_, ...); 3: and its centre_
 
@@ -113,9 +113,8 @@ class Labeler:
         """Ask the annotator about the preference samples once; build the bank; fit the method."""
         texts, y = list(texts), list(y)
         label_set = label_set if label_set is not None else LabelSet.of(y)
-        answers = []
-        for start in range(0, len(texts), self.chunk_size):
-            answers.extend(self.annotator.annotate(texts[start:start + self.chunk_size], label_set))
+        answers = [answer for chunk in batched(texts, self.chunk_size)
+                   for answer in self.annotator.annotate(chunk, label_set)]
         backend = getattr(self.annotator, "backend", None)
         if backend is not None and all(not a.raw for a in answers) and backend.rejected:
             raise CmalignError(f"{backend.model_id} refused every request about the {len(texts)} preference "
@@ -256,18 +255,20 @@ class Labeler:
 
     def label_into(self, output: LabelledOutput, items: Iterable[Item], *, input_path: str | Path | None = None,
                    progress: Callable[[int], object] = lambda n: None,
+                   resumed: Callable[[int], object] = lambda n: None,
                    engine: Engine | None = None) -> tuple[int, int, Counter[str]]:
         """Label ``items`` (any iterable: a file is streamed, a chunk in memory at a time) into a
         claimed ``output``, after the ones an earlier run of the same bank, annotator and method
         left there (``--resume``). ``engine`` labels the chunks elsewhere (e.g.
         :class:`cmalign.engine.RayEngine`); the output is the same line for line. Returns (items
-        kept, items labelled, how often each outcome occurred)."""
+        kept, items labelled, how often each outcome occurred); ``progress(n)`` is called as ``n``
+        more are labelled, ``resumed(n)`` once with the number an earlier run had done."""
         run = {"bank": self._bank().digest(), "annotator": self.annotator.identity, "method": self.method,
                "adapt": getattr(self, "adapted_", 0) if self.method_.transductive else None,
                "input": None if input_path is None else str(Path(input_path).resolve())}
         items = iter(items)
         done = output.start(items, run)
-        progress(done)
+        resumed(done)
         chunks = batched(items, self.chunk_size)
         labelled = engine.label(self, chunks) if engine is not None else \
             ((chunk, self.records([i.text for i in chunk])) for chunk in chunks)
@@ -279,6 +280,7 @@ class Labeler:
             tally(outcomes, records)
             n += len(chunk)
             progress(len(chunk))
+        output.finish()
         return done, n, outcomes
 
     def plan(self, texts: Iterable[str], *, label_set: LabelSet | None = None) -> RunPlan:
@@ -301,18 +303,6 @@ class Labeler:
         if fitted and self.method in RULES:
             later.append(f"a re-ask for each item whose answer has several candidates (--method {self.method})")
         return RunPlan(backend.model_id, replace(plan), backend.max_calls, tuple(later), n)
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """``items`` in lists of ``size`` (the last one shorter)."""
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _plain(value: Any) -> Any:

@@ -20,20 +20,18 @@ no example is one the user's labels cannot teach. A selector picks the items ins
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data.io import Item
+from .chunks import batched
+from .data.fields import Item
 from .errors import DataError
-from .files import write_atomically
+from .interchange import write_rows
+from .output import carried, output_format
 
 if TYPE_CHECKING:
     from .annotators.base import Annotator
@@ -161,7 +159,7 @@ def choose(items: Sequence[Item], n: int, encoder: SentenceEncoder, *, labeler: 
     if selector == "auto":
         selector = "uncertain" if labeler is not None else "cover"
     if selector == "uncertain" and labeler is None:
-        raise DataError("the uncertain selector needs the labels given so far: pass a bank (--bank)")
+        raise DataError("the uncertain selector needs the labels given so far: pass a bank ({=bank})")
     if labeler is not None:
         known = {sample.text for sample in labeler.bank_.samples}
         items = [item for item in items if item.text not in known]
@@ -171,7 +169,7 @@ def choose(items: Sequence[Item], n: int, encoder: SentenceEncoder, *, labeler: 
     labelled = [sample.label for sample in labeler.bank_.samples] if labeler is not None else []
 
     def probabilities() -> tuple[np.ndarray, Sequence[str]]:
-        chunks = [labeler.method_.predict_proba(chunk) for chunk in _chunks(texts, labeler.chunk_size)]
+        chunks = [labeler.method_.predict_proba(chunk) for chunk in batched(texts, labeler.chunk_size)]
         return np.concatenate(chunks), labeler.method_.classes_
 
     scores = None
@@ -185,34 +183,17 @@ def choose(items: Sequence[Item], n: int, encoder: SentenceEncoder, *, labeler: 
 def annotator_scores(annotator: Annotator, texts: Sequence[str], label_set: LabelSet, chunk: int = 2048) -> np.ndarray:
     """The annotator's probabilities over ``label_set`` for each text, shape (texts, labels)."""
     return np.vstack([np.stack([a.scores for a in annotator.annotate(part, label_set)])
-                      for part in _chunks(texts, chunk)])
+                      for part in batched(texts, chunk)])
 
 
-def _chunks(texts: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(texts), size):
-        yield texts[start:start + size]
+def write_to_label(path: str | Path, items: Sequence[Item], *, fields: Sequence[str] | None = None) -> None:
+    """The chosen items as a file ``cmalign fit`` reads once the empty ``label`` of each is filled
+    in: ``line``, ``text``, the pool's own fields (``fields``; all by default) and ``label``, as
+    JSONL, CSV, TSV or Parquet by the suffix (``-``: JSONL on standard output)."""
 
+    def rows():
+        for item in items:
+            record = {"label": ""}
+            yield item.line, {"line": item.line, "text": item.text, **carried(item, record, fields), **record}
 
-def write_to_label(path: str | Path, items: Sequence[Item], *, overwrite: bool = False) -> None:
-    """The chosen items as a file ``cmalign fit`` reads once the empty ``label`` of each is filled in:
-    JSONL (``line``, ``text``, ``label``), or CSV/TSV with those columns, by the suffix."""
-    path = Path(path)
-    if Path(os.path.realpath(path)).exists() and not overwrite:
-        raise DataError("exists already: --overwrite to replace it", path)
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".csv", ".tsv"):
-        raise DataError(f"unknown file type {suffix or '(none)'!r}: write .jsonl, .csv or .tsv", path)
-
-    def write(handle) -> None:
-        text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
-        if suffix == ".jsonl":
-            for item in items:
-                text.write(json.dumps({"line": item.line, "text": item.text, "label": ""}, ensure_ascii=False) + "\n")
-        else:
-            writer = csv.writer(text, delimiter="\t" if suffix == ".tsv" else ",", lineterminator="\n")
-            writer.writerow(["line", "text", "label"])
-            writer.writerows([item.line, item.text, ""] for item in items)
-        text.flush()
-        text.detach()
-
-    write_atomically(path, write)
+    write_rows(path, rows, output_format(path), path)

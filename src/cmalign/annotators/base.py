@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..chat.backend import ChatBackend
 from ..labels import LabelSet
 
 Candidates = Sequence[str] | None
@@ -43,6 +44,7 @@ class Annotator(ABC):
     """
 
     counts_own_calls = False
+    backend: ChatBackend | None = None  # the chat backend it sends through, where it sends requests
 
     def __init__(self) -> None:
         self.calls = 0

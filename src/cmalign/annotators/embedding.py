@@ -23,7 +23,6 @@ class EmbeddingAnnotator(ScoringAnnotator):
         super().__init__()
         self.encoder = encoder if encoder is not None else SentenceEncoder()
         self.temperature = temperature
-        self.progress = False  # show an encoding progress bar on large batches (the CLI sets it)
         self._label_vectors: dict[tuple[str, ...], np.ndarray] = {}
 
     @property
@@ -36,9 +35,9 @@ class EmbeddingAnnotator(ScoringAnnotator):
             self._label_vectors[key] = self.encoder.encode(labels.readable())
         return self._label_vectors[key]
 
-    def similarities(self, texts: Sequence[str], labels: LabelSet, *, progress: bool = False) -> np.ndarray:
+    def similarities(self, texts: Sequence[str], labels: LabelSet) -> np.ndarray:
         """Cosine similarity of each text to each label's readable name, shape (texts, labels)."""
-        return self.encoder.encode(texts, progress=progress) @ self.label_vectors(labels).T
+        return self.encoder.encode(texts) @ self.label_vectors(labels).T
 
     def label_scores(self, texts: Sequence[str], labels: LabelSet) -> np.ndarray:
-        return self.similarities(texts, labels, progress=self.progress and len(texts) > 2000)
+        return self.similarities(texts, labels)

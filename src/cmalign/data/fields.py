@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 TEXT_FIELDS = ("text", "input")
 LABEL_FIELDS = ("label",)
@@ -11,11 +12,13 @@ LABEL_FIELDS = ("label",)
 
 @dataclass(frozen=True)
 class Item:
-    """One text, with the user's label when it has one, and where it came from (1-based line)."""
+    """One text, with the user's label when it has one, where it came from (1-based line), and
+    the other fields of its line (an ``id``, say), which outputs carry beside their own."""
 
     text: str
     label: str | None = None
     line: int = 0
+    fields: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 def pick(present: Iterable[str], wanted: str | None, defaults: Sequence[str]) -> str | None:

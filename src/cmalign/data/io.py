@@ -14,7 +14,7 @@ import csv
 import gzip
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import DataError
@@ -208,7 +208,8 @@ def iter_items(path: str | Path, *, text_field: str | None = None, label_field: 
             label = None
         if require_labels and label is None:
             raise DataError(f"the label field {label_key!r} is missing or empty", path, number, unit=unit)
-        yield Item(text=text, label=label, line=number)
+        yield Item(text=text, label=label, line=number,
+                   fields={key: value for key, value in record.items() if key != text_key})
     if not columns_checked and not allow_empty:
         raise DataError("the file holds no items", path)
 
@@ -313,7 +314,7 @@ def canonical_labels(items: Iterable[Item], labels: LabelSet, path: str | Path,
             source = f" from {labels_source}" if labels_source else ""
             raise DataError(f"label {item.label!r} is not in the label set{source} "
                             f"({len(labels)} labels)", path, item.line, unit=line_unit(path))
-        yield Item(text=item.text, label=canonical, line=item.line)
+        yield replace(item, label=canonical)
 
 
 @dataclass(frozen=True)

@@ -71,10 +71,13 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
 RULES = tuple(name for name, spec in METHODS.items() if spec.cls is ConsistentMarginalization)
 
 
-def default_method(annotator: Annotator) -> str:
+DEFAULT = "cm_best"
+
+
+def default_method(annotator: Annotator | None = None) -> str:
     """The best method: the combined model, learning from the corpus, whatever the annotator (one
     without scores is read through its answers and the bank's transition from them)."""
-    return "cm_best"
+    return DEFAULT
 
 
 def make_method(name: str, annotator: Annotator, encoder: SentenceEncoder | None = None) -> Method:

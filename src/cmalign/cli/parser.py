@@ -1,0 +1,197 @@
+"""The command line's flags: one parser per command, built from shared option groups.
+
+Each group is added only to the commands it applies to: the data fields to those that read items,
+the model to those that label, the LLM options (under their own heading) to those that can ask
+one, the run options to ``annotate``. Choices listed in the help come from the registries.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+from ..annotators.registry import SPECS
+from ..interchange import FORMATS, config_path
+from ..method import METHODS
+from ..method.transductive import SAMPLE
+from ..process import usable_cores
+from ..prompting.strategies import STRATEGIES
+from ..select import SELECTORS
+
+LLM_OPTIONS = (  # flag, type, default, help: how an LLM annotator is reached, paid for and asked
+    ("--base-url", str, None, "OpenAI-compatible server (default: $OPENAI_BASE_URL, else OpenAI)"),
+    ("--api-key-env", str, "OPENAI_API_KEY", "environment variable holding the API key"),
+    ("--cache", str, None, "response cache FILE (default: $XDG_CACHE_HOME/cmalign/responses.sqlite; 'none': none)"),
+    ("--max-calls", int, None, "send at most N requests in this run, retries included (cache hits are free)"),
+    ("--concurrency", int, 8, "requests in flight at once"),
+    ("--timeout", float, 60.0, "seconds per attempt"),
+    ("--retries", int, 5, "retries per request"),
+    ("--prompts", str, None, "your prompt templates (TOML; see 'cmalign prompts')"),
+    ("--temperature", float, 0.0, "chat strategies: sampling temperature (0: greedy)"),
+    ("--top-p", float, 1.0, "chat strategies: nucleus sampling mass"),
+    ("--llm-seed", int, 0, "chat strategies: the model's sampling seed"),
+    ("--samples", int, 1, "chat strategies: answers asked per prompt at --temperature (seeds --llm-seed, +1, ...), "
+     "their vote the answer and their spread the evidence"),
+    ("--shots", int, 5, "examples shown by fot"),
+)
+
+
+def _fields(p: argparse.ArgumentParser, *, keep: bool = False) -> None:
+    p.add_argument("--text-field", help="key or column holding the text (default: text, else input)")
+    p.add_argument("--label-field", help="key or column holding the label (default: label)")
+    if keep:
+        p.add_argument("--fields", type=_list, metavar="LIST", help="the input's own fields to write beside "
+                       "the labels, comma-separated (default: all; '' for none)")
+
+
+def _model(p: argparse.ArgumentParser, *, method: bool = True, plan: bool = False, strategy: bool = True) -> None:
+    p.add_argument("--annotator", default="embedded", help=f"the annotator: {SPECS}")
+    if method:
+        p.add_argument("--method", choices=list(METHODS), help="the method (default: cm_best, for every "
+                       "annotator; 'cmalign methods' in the docs says what each does)")
+    p.add_argument("--device", default="cpu", help="local models and the encoder: cpu, cuda, mps (default: cpu)")
+    llm = p.add_argument_group("LLM annotators (hf:PATH, hf-score:PATH, openai:MODEL, openai-score:MODEL)")
+    if strategy:
+        llm.add_argument("--strategy", default="vanilla", choices=STRATEGIES, help="prompting strategy "
+                         "(default: vanilla)")
+    if plan:
+        llm.add_argument("--dry-run", action="store_true", help="send nothing: count the requests the cache "
+                         "cannot answer and their tokens")
+    for flag, kind, default, help in LLM_OPTIONS:
+        llm.add_argument(flag, type=kind, default=default, help=help + ("" if default is None else
+                                                                        f" (default: {default})"))
+
+
+def _output(p: argparse.ArgumentParser, what: str, *, resume: bool = False) -> None:
+    p.add_argument("-o", "--output", required=True, help=what)
+    if not resume:
+        p.add_argument("--overwrite", action="store_true", help="the output exists: replace it (once the new "
+                       "one is complete)")
+        return
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="the output exists: keep its lines, label the rest")
+    again.add_argument("--overwrite", action="store_true", help="the output exists: replace it (once the new "
+                       "one is complete)")
+
+
+def _list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
+    """The parser; ``commands`` maps each command's name to the function that runs it."""
+    if commands is None:
+        from .commands import COMMANDS as commands
+    parser = argparse.ArgumentParser(prog="cmalign", description="Label text the way one user means it, learned "
+                                     "from a few of their labels (Consistent Marginalization).")
+    parser.add_argument("--version", action="version", version=f"cmalign {__version__}")
+    talk = argparse.ArgumentParser(add_help=False)
+    loud = talk.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_const", dest="verbosity", const=-1, default=0,
+                      help="say nothing but errors")
+    loud.add_argument("-v", "--verbose", action="store_const", dest="verbosity", const=1, help="say more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, parents=[talk])
+        p.set_defaults(func=commands[name])
+        return p
+
+    command("datasets", "list the bundled datasets")
+    p = command("fit", "preference files (the user's labels) -> memory bank file (and the method's state)")
+    p.add_argument("preferences", nargs="+", help="JSONL, CSV, TSV or Parquet with a text and a label per item, or "
+                   "a Label Studio JSON export (its annotated tasks); one file per labelling round; - reads stdin")
+    _output(p, "where to write the bank (JSON)")
+    p.add_argument("--labels", help="label-set file (one label a line; default: the labels in the data)")
+    _fields(p)
+    _model(p, plan=True)
+    p = command("annotate", "unlabelled file -> the labels, using a bank (JSONL, CSV, TSV or Parquet by -o's suffix)")
+    p.add_argument("input", help="JSONL, CSV, TSV or Parquet with a text per item, or a Label Studio JSON export; "
+                   "- reads stdin")
+    p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
+    _output(p, "where to write the labels: .jsonl, .csv, .tsv or .parquet; - writes JSONL to stdout", resume=True)
+    p.add_argument("--labels", help="label-set file; must match the bank's")
+    p.add_argument("--adapt", type=int, default=SAMPLE, metavar="N", help="cm_best learns from a seeded sample of N "
+                   f"input items before labelling (default and most: {SAMPLE}; 0: off, as cm_stack)")
+    _fields(p, keep=True)
+    run = p.add_argument_group("where the labelling runs")
+    run.add_argument("--engine", choices=("local", "ray"), default="local", help="local: this process (the "
+                     "default); ray: Ray workers, each loading the model once (pip install 'cmalign[ray]')")
+    run.add_argument("--workers", type=int, default=2, help="Ray workers (default: 2)")
+    run.add_argument("--ray-address", help="a running Ray cluster (auto, ray://HOST:10001; default: "
+                     "$RAY_ADDRESS, else a local Ray started for this run)")
+    run.add_argument("--threads", type=int, help="threads for the model and linear algebra in this process "
+                     f"(default: $OMP_NUM_THREADS where set, else the cores it may use: here {usable_cores()})")
+    run.add_argument("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
+    _model(p, plan=True)
+    p = command("select", "unlabelled pool -> the items to label next (a file with a label to fill)")
+    p.add_argument("pool", help="JSONL, CSV, TSV or Parquet with a text per item; - reads stdin")
+    p.add_argument("--n", type=int, required=True, help="how many items to choose")
+    _output(p, "where to write them: .jsonl, .csv, .tsv or .parquet; - writes JSONL to stdout")
+    p.add_argument("--bank", help="the bank of every label given so far: items in it are never offered again, "
+                   "and the method's least sure items are chosen")
+    p.add_argument("--labels", help="label-set file: without a bank, cover reads the annotator's scores over it too")
+    p.add_argument("--selector", choices=("auto", *SELECTORS), default="auto", help="auto: cover without a bank, "
+                   "uncertain with one (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0): the same seed, the same choice")
+    _fields(p, keep=True)
+    _model(p)
+    p = command("review", "bank (and an annotate output) -> ranked file of what a person should check")
+    p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
+    p.add_argument("--labelled", help="an annotate output: its least confident items are added")
+    p.add_argument("--n", type=int, default=100, help="least confident labelled items to add (default: 100)")
+    p.add_argument("--folds", type=int, default=5, help="cross-fitting folds (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fold splits (default: 0)")
+    _output(p, "where to write the review (JSONL; - for stdout)")
+    _model(p)
+    p = command("bench", "the paper's protocol: datasets x budgets x seeds -> accuracy table")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--dataset", action="append", help="bundled dataset(s), comma-separated (default: all)")
+    where.add_argument("--data", help="a folder with large.jsonl and/or small.jsonl of your own")
+    p.add_argument("--budget", action="append", help="fraction(s) of the pool the user labels, e.g. 0.01,0.05 "
+                   "(the default), or n=500")
+    p.add_argument("--seed", action="append", help="seed(s), e.g. 0,1 (the default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per run")
+    p.add_argument("--limit", type=int, help="evaluate on a seeded subset of this many items (slow annotators)")
+    p.add_argument("--strategies", action="append", metavar="LIST", help=f"chat models: strategies to compare "
+                   f"({','.join(STRATEGIES)}; default: vanilla); each gives X and X+M for every method M that asks "
+                   "the annotator")
+    p.add_argument("--select", action="append", metavar="LIST", help=f"how the preference sample is drawn: "
+                   f"{', '.join(SELECTORS)} or all (default: random, the paper's protocol); each run per selector")
+    _fields(p)
+    _model(p, method=False, strategy=False)
+    p = command("export", "labelled file (annotate's output) -> Parquet, CSV, TSV, JSONL or Label Studio tasks")
+    p.add_argument("input", help="labelled JSONL, e.g. what 'cmalign annotate' wrote; - reads stdin")
+    _output(p, "where to write the export (- for stdout); .json is a Label Studio tasks file (its labelling "
+            f"config goes beside it, as {config_path('OUT.json')})")
+    p.add_argument("--format", choices=FORMATS, help="the format (default: from the output's suffix: .parquet, "
+                   ".csv, .tsv, .jsonl, .json)")
+    names = p.add_mutually_exclusive_group()
+    names.add_argument("--bank", help="the bank whose label set the Label Studio choices list (every label, "
+                       "used or not)")
+    names.add_argument("--labels", help="label-set file: the Label Studio choices (default: the labels in the data)")
+    p = command("report", "bank (+ labelled output, review, bench) -> one self-contained HTML page")
+    p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
+    p.add_argument("--labelled", metavar="OUT.jsonl", help="output of 'cmalign annotate' (read as a stream)")
+    p.add_argument("--review", metavar="REVIEW.jsonl", help="output of 'cmalign review'")
+    p.add_argument("--bench", metavar="BENCH.jsonl", help="output of 'cmalign bench --json'")
+    p.add_argument("--gold-field", default="gold", help="key of a gold label in the labelled lines, for a "
+                   "reliability diagram without a review (default: gold)")
+    _output(p, "the HTML page; its figures go into NAME_files/ beside it")
+    p = command("prompts", "print the prompt templates (TOML) to edit and pass with --prompts")
+    p.add_argument("--prompts", metavar="FILE", help="show the defaults with this file's templates applied")
+    return parser
+
+
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each setting's parameter name -> the flag that sets it (``max_calls`` -> ``--max-calls``),
+    read from the parser itself, so an error from the library names the flag the user typed."""
+    names: dict[str, str] = {}
+    stack = [parser]
+    while stack:
+        for action in stack.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+            elif action.option_strings:
+                names.setdefault(action.dest, max(action.option_strings, key=len))
+    return names
