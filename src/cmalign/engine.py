@@ -3,7 +3,7 @@
 :class:`RayEngine` starts ``workers`` Ray actors; each builds the labeller once (the model is
 loaded once per worker, never per chunk) and labels the chunks it is sent. The process that runs
 ``annotate`` still reads the input, resumes and writes the output, so the file is the same line for
-line as a single-process run, and ``--resume`` and the one-writer lock work the same way. Chunks
+line as a single-process run, and resuming and the one-writer lock work the same way. Chunks
 are sent as they are read, at most ``2 x workers`` in flight, and their records come back in input
 order: memory stays bounded whatever the corpus size.
 
@@ -61,7 +61,7 @@ class RayEngine:
     def __init__(self, factory: Callable[[], Labeler], *, workers: int = 2, address: str | None = None,
                  threads: int = 1) -> None:
         if workers < 1:
-            raise CmalignError(f"--workers {workers}: need at least one worker")
+            raise CmalignError(f"{{=workers}} {workers}: need at least one worker")
         self.factory, self.workers, self.threads = factory, workers, threads
         self.address = address if address is not None else os.environ.get("RAY_ADDRESS")
         self.calls = 0
@@ -72,7 +72,7 @@ class RayEngine:
         """Fail at once where a run could not start: Ray not installed, or nothing listening at the
         cluster's address (before the model learns anything, so no work is thrown away)."""
         if importlib.util.find_spec("ray") is None:
-            raise CmalignError("--engine ray needs Ray: pip install 'cmalign[ray]'")
+            raise CmalignError("{=engine} ray needs Ray: pip install 'cmalign[ray]'")
         _check_reachable(address if address is not None else os.environ.get("RAY_ADDRESS"))
 
     def label(self, labeler: Labeler, chunks: Iterable[list[Item]]) -> Iterator[tuple[list[Item], list[Record]]]:
@@ -128,7 +128,7 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise CmalignError(f"--ray-address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+        raise CmalignError(f"{{=ray_address}} {address}: expected auto, HOST:PORT or ray://HOST:PORT")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
@@ -143,7 +143,7 @@ def _get(ray, ref):
         if isinstance(exc.cause, CmalignError):
             raise exc.cause from None
         raise CmalignError(f"a Ray worker failed: {str(exc.cause or exc).splitlines()[0]}; the lines written "
-                           "so far are kept: --resume to go on") from None
+                           "so far are kept: {=resume} to go on") from None
     except ray.exceptions.RayActorError as exc:
         raise CmalignError(f"a Ray worker died ({str(exc).splitlines()[0]}); the lines written so far are "
-                           "kept: --resume to go on") from None
+                           "kept: {=resume} to go on") from None

@@ -50,6 +50,9 @@ class Exported:
     format: str
     paths: tuple[Path, ...]
 
+    def lines(self) -> list[str]:
+        return [f"exported {self.items} items as {self.format}", f"wrote {', '.join(str(p) for p in self.paths)}"]
+
 
 # -- export -----------------------------------------------------------------------------------------
 

@@ -158,8 +158,8 @@ class Labeler:
         bank = bank if bank is not None else MemoryBank.load(path)
         bank.check_annotator(annotator)
         if labeler.method in METHODS and METHODS[labeler.method].needs_samples and not bank.samples:
-            raise DataError(f"--method {labeler.method} needs the preference samples, and this bank holds "
-                            "only counts; refit it with 'cmalign fit' or use --method cm_remap", path)
+            raise DataError(f"{{=method}} {labeler.method} needs the preference samples, and this bank holds "
+                            "only counts; refit it with 'cmalign fit' or use {=method} cm_remap", path)
         labeler.bank_ = bank
         method = labeler._new_method()
         if method.bank_is_enough:
@@ -259,7 +259,7 @@ class Labeler:
                    engine: Engine | None = None) -> tuple[int, int, Counter[str]]:
         """Label ``items`` (any iterable: a file is streamed, a chunk in memory at a time) into a
         claimed ``output``, after the ones an earlier run of the same bank, annotator and method
-        left there (``--resume``). ``engine`` labels the chunks elsewhere (e.g.
+        left there (resumed). ``engine`` labels the chunks elsewhere (e.g.
         :class:`cmalign.engine.RayEngine`); the output is the same line for line. Returns (items
         kept, items labelled, how often each outcome occurred); ``progress(n)`` is called as ``n``
         more are labelled, ``resumed(n)`` once with the number an earlier run had done."""
@@ -301,7 +301,7 @@ class Labeler:
         if getattr(self.annotator, "strategy", None) == "refine":
             later.append("a revision for each item the model judges wrong")
         if fitted and self.method in RULES:
-            later.append(f"a re-ask for each item whose answer has several candidates (--method {self.method})")
+            later.append(f"a re-ask for each item whose answer has several candidates ({self.method})")
         return RunPlan(backend.model_id, replace(plan), backend.max_calls, tuple(later), n)
 
 

@@ -3,7 +3,7 @@
 - ``embedded``: the bundled sentence-embedding model (scores, no LLM, no network);
 - ``hf-score:PATH``: a local causal LM scoring every label (scores; never out of the set);
 - ``hf:PATH``: a local causal LM generating answers through its chat template;
-- ``openai:MODEL``: any OpenAI-compatible chat server (``--base-url``);
+- ``openai:MODEL``: any OpenAI-compatible chat server (``base_url``);
 - ``openai-score:MODEL``: the same server scoring every label from its token log-probabilities.
 
 ``hf:`` and ``openai:`` are chat backends: they answer through a prompting strategy (``prompting/``).
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..prompting import Decoding, Prompts
 
 SPECS = ("embedded (the default), hf-score:PATH (a local causal LM folder or .gguf file scoring each label), "
-         "hf:PATH (the same model generating its answer), openai:MODEL (an OpenAI-compatible server, --base-url), "
+         "hf:PATH (the same model generating its answer), openai:MODEL (an OpenAI-compatible server at a base URL), "
          "openai-score:MODEL (the same server scoring each label from its log-probabilities)")
 CHAT_KINDS = ("hf", "openai")
 BACKEND_KINDS = (*CHAT_KINDS, "openai-score")  # annotators that send requests through a chat backend
@@ -35,7 +35,7 @@ BACKEND_KINDS = (*CHAT_KINDS, "openai-score")  # annotators that send requests t
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """How to reach and pay for a chat backend (command-line options)."""
+    """How to reach and pay for a chat backend."""
 
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -48,12 +48,12 @@ class BackendOptions:
     device: str = "cpu"               # local models: "cpu", "cuda", "cuda:1", "mps"
 
     def __post_init__(self) -> None:
-        for flag, value, low in (("--max-calls", self.max_calls, 0), ("--concurrency", self.concurrency, 1),
-                                 ("--retries", self.retries, 0)):
+        for name, value, low in (("max_calls", self.max_calls, 0), ("concurrency", self.concurrency, 1),
+                                 ("retries", self.retries, 0)):
             if value is not None and value < low:
-                raise CmalignError(f"{flag} {value} is below {low}")
+                raise CmalignError(f"{{={name}}} {value} is below {low}")
         if not self.timeout > 0:
-            raise CmalignError(f"--timeout {self.timeout:g} must be above 0")
+            raise CmalignError(f"{{=timeout}} {self.timeout:g} must be above 0")
 
     def open_cache(self) -> ResponseCache:
         if self.cache == "none":
@@ -83,9 +83,9 @@ def make_annotator(spec: str, encoder: SentenceEncoder, options: BackendOptions 
     """
     kind, arg = _parse(spec)
     if shots < 0:
-        raise CmalignError(f"--shots {shots} is below 0")
+        raise CmalignError(f"{{=shots}} {shots} is below 0")
     if kind not in CHAT_KINDS and (strategy != "vanilla" or (decoding is not None and decoding.samples > 1)):
-        flag = f"--strategy {strategy}" if strategy != "vanilla" else f"--samples {decoding.samples}"
+        flag = f"{{=strategy}} {strategy}" if strategy != "vanilla" else f"{{=samples}} {decoding.samples}"
         raise CmalignError(f"{flag} is for chat models (hf:PATH, openai:MODEL); {spec} scores every label "
                            "with its own prompt")
     if kind == "embedded":

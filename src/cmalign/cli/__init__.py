@@ -31,8 +31,8 @@ def _logging(verbosity: int) -> None:
     log.propagate = False
 
 
-def _terminated(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds like ^C: temporary files are removed, written lines kept
+def _terminated(signum: int, frame: object) -> None:  # unwinds like ^C: temporaries removed, lines kept
+    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,20 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cmalign: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader of our output went away (| head): not an error of ours
-        _quiet_stdout()
+    except BrokenPipeError:  # the reader of our output went away (| head): not an error of ours;
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and the flush at exit must not fail
         return 0
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _quiet_stdout() -> None:
-    """Point stdout at /dev/null so that Python's flush at exit does not fail on the closed pipe."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 __all__ = ["build_parser", "main"]

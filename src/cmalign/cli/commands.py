@@ -1,11 +1,13 @@
-"""One function per command: the parsed flags -> the job's options -> the job -> what it says.
+"""One function per command: the parsed flags -> the job's options -> the job -> what it did.
 
-Every job is a library call (:mod:`cmalign.jobs`); nothing here decides what the library should do.
+Every job is a library call (:mod:`cmalign.jobs`) on options whose parameters the flags are named
+after; nothing here decides what the library should do.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -14,30 +16,31 @@ from ..data import Budget, describe_bundled, parse_seed
 from ..evaluation import format_table
 from ..jobs import (AnnotateOptions, BenchOptions, ExportOptions, FitOptions, ModelOptions, ReportOptions,
                     ReviewOptions, SelectOptions, annotate, bench, export_file, fit, report, review, select_items)
-from ..output import describe
 from ..progress import Progress, log
 from ..prompting import Decoding, Prompts
-from ..report import figures_folder
 
 
 def _list(values: list[str] | None, default: str = "") -> list[str]:
     return [v.strip() for value in (values or [default]) for v in value.split(",") if v.strip()]
 
 
+def _build(cls, args: argparse.Namespace, **given):
+    """``cls`` (a job's options) from the flags named as its parameters, and ``given``."""
+    names = {f.name for f in dataclasses.fields(cls)} - given.keys()
+    return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)}, **given)
+
+
 def model_options(args: argparse.Namespace) -> ModelOptions:
-    backend = BackendOptions(base_url=args.base_url, api_key_env=args.api_key_env, cache=args.cache,
-                             max_calls=args.max_calls, concurrency=args.concurrency, timeout=args.timeout,
-                             retries=args.retries, device=args.device)
+    backend = _build(BackendOptions, args, batch_size=BackendOptions().batch_size)
     decoding = Decoding(temperature=args.temperature, top_p=args.top_p, seed=args.llm_seed, samples=args.samples)
-    return ModelOptions(annotator=args.annotator, method=getattr(args, "method", None),
-                        strategy=getattr(args, "strategy", "vanilla"), backend=backend, prompts=args.prompts,
-                        decoding=decoding, shots=args.shots, device=args.device)
+    return _build(ModelOptions, args, backend=backend, decoding=decoding)
 
 
-def _plan(result) -> bool:
-    if result.plan is not None:
-        log.warning("%s", "\n".join(result.plan.lines()))
-    return result.plan is not None
+def _run(job, options_class, args: argparse.Namespace, progress: Progress) -> int:
+    options = _build(options_class, args, **({"model": model_options(args)} if hasattr(args, "annotator") else {}))
+    for line in job(options, progress).lines():
+        log.info("%s", line)
+    return 0
 
 
 def cmd_datasets(args: argparse.Namespace, progress: Progress) -> int:
@@ -46,56 +49,27 @@ def cmd_datasets(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
-    result = fit(FitOptions(args.preferences, args.output, labels=args.labels, text_field=args.text_field,
-                            label_field=args.label_field, overwrite=args.overwrite, dry_run=args.dry_run,
-                            model=model_options(args)), progress)
-    if _plan(result):
-        return 0
-    skipped = (f" ({result.unannotated} Label Studio tasks without an annotation left out)"
-               if result.unannotated else "")
-    log.info("fitted %s on %d preference samples%s, %d labels: %s", result.method, result.samples, skipped,
-             len(result.labels), result.described)
-    log.info("wrote %s", ", ".join(str(p) for p in result.written))
-    return 0
+    return _run(fit, FitOptions, args, progress)
 
 
 def cmd_annotate(args: argparse.Namespace, progress: Progress) -> int:
-    result = annotate(AnnotateOptions(
-        args.input, args.bank, args.output, labels=args.labels, text_field=args.text_field,
-        label_field=args.label_field, fields=args.fields, resume=args.resume, overwrite=args.overwrite,
-        dry_run=args.dry_run, adapt=args.adapt, batch_size=args.batch_size, engine=args.engine,
-        workers=args.workers, ray_address=args.ray_address, threads=args.threads, model=model_options(args)), progress)
-    if _plan(result):
-        return 0
-    kept = f" ({result.done_before} done by an earlier run)" if result.done_before else ""
-    log.info("annotated %d items%s with %s in %.1fs from start (%.0f items/s, %d annotator calls): %s",
-             result.labelled, kept, result.method, result.seconds, result.labelled / result.seconds, result.calls,
-             describe(result.outcomes))
-    log.info("wrote %s", "standard output" if args.output == "-" else args.output)
-    return 0
+    return _run(annotate, AnnotateOptions, args, progress)
 
 
 def cmd_select(args: argparse.Namespace, progress: Progress) -> int:
-    result = select_items(SelectOptions(args.pool, args.output, args.n, bank=args.bank, labels=args.labels,
-                                        selector=args.selector, seed=args.seed, fields=args.fields,
-                                        text_field=args.text_field, label_field=args.label_field,
-                                        overwrite=args.overwrite, model=model_options(args)), progress)
-    rounds = "EARLIER_ROUND_FILES... " if args.bank else ""
-    log.info("chose %d of %d items (%s); fill in their label, then 'cmalign fit %s%s -o BANK' (every round's "
-             "files, so that the bank keeps the labels given before)", result.chosen, result.pool, result.selector,
-             rounds, args.output)
-    log.info("wrote %s", args.output)
-    return 0
+    return _run(select_items, SelectOptions, args, progress)
 
 
 def cmd_review(args: argparse.Namespace, progress: Progress) -> int:
-    result = review(ReviewOptions(args.bank, args.output, labelled=args.labelled, n=args.n, folds=args.folds,
-                                  seed=args.seed, overwrite=args.overwrite, model=model_options(args)), progress)
-    log.info("%d of %d preference samples get another label from %s fitted without them (first in the file, the "
-             "least probable given label first); then the %d least confident labelled items", result.flagged,
-             result.samples, result.method, result.labelled)
-    log.info("wrote %s", args.output)
-    return 0
+    return _run(review, ReviewOptions, args, progress)
+
+
+def cmd_export(args: argparse.Namespace, progress: Progress) -> int:
+    return _run(export_file, ExportOptions, args, progress)
+
+
+def cmd_report(args: argparse.Namespace, progress: Progress) -> int:
+    return _run(report, ReportOptions, args, progress)
 
 
 def cmd_bench(args: argparse.Namespace, progress: Progress) -> int:
@@ -111,21 +85,6 @@ def cmd_bench(args: argparse.Namespace, progress: Progress) -> int:
             print(json.dumps(result.to_json()), flush=True)
     if not args.json and results:
         print(format_table(results))
-    return 0
-
-
-def cmd_export(args: argparse.Namespace, progress: Progress) -> int:
-    done = export_file(ExportOptions(args.input, args.output, format=args.format, bank=args.bank, labels=args.labels,
-                                     overwrite=args.overwrite), progress)
-    log.info("exported %d items as %s", done.items, done.format)
-    log.info("wrote %s", ", ".join(str(p) for p in done.paths))
-    return 0
-
-
-def cmd_report(args: argparse.Namespace, progress: Progress) -> int:
-    written = report(ReportOptions(args.bank, args.output, labelled=args.labelled, review=args.review,
-                                   bench=args.bench, gold_field=args.gold_field, overwrite=args.overwrite), progress)
-    log.info("wrote %s and %d figures in %s", args.output, len(written) - 1, figures_folder(args.output))
     return 0
 
 

@@ -1,9 +1,5 @@
-"""The command line's flags: one parser per command, built from shared option groups.
-
-Each group is added only to the commands it applies to: the data fields to those that read items,
-the model to those that label, the LLM options (under their own heading) to those that can ask
-one, the run options to ``annotate``. Choices listed in the help come from the registries.
-"""
+"""The command line's flags: one parser per command, built from shared option groups, each added
+only where it applies (the LLM options under their own heading); choices come from the registries."""
 
 from __future__ import annotations
 
@@ -40,8 +36,9 @@ def _fields(p: argparse.ArgumentParser, *, keep: bool = False) -> None:
     p.add_argument("--text-field", help="key or column holding the text (default: text, else input)")
     p.add_argument("--label-field", help="key or column holding the label (default: label)")
     if keep:
-        p.add_argument("--fields", type=_list, metavar="LIST", help="the input's own fields to write beside "
-                       "the labels, comma-separated (default: all; '' for none)")
+        p.add_argument("--fields", type=lambda v: [f.strip() for f in v.split(",") if f.strip()], metavar="LIST",
+                       help="the input's own fields to write beside the labels, comma-separated (default: all; '' "
+                       "for none)")
 
 
 def _model(p: argparse.ArgumentParser, *, method: bool = True, plan: bool = False, strategy: bool = True) -> None:
@@ -64,18 +61,10 @@ def _model(p: argparse.ArgumentParser, *, method: bool = True, plan: bool = Fals
 
 def _output(p: argparse.ArgumentParser, what: str, *, resume: bool = False) -> None:
     p.add_argument("-o", "--output", required=True, help=what)
-    if not resume:
-        p.add_argument("--overwrite", action="store_true", help="the output exists: replace it (once the new "
-                       "one is complete)")
-        return
     again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="the output exists: keep its lines, label the rest")
-    again.add_argument("--overwrite", action="store_true", help="the output exists: replace it (once the new "
-                       "one is complete)")
-
-
-def _list(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+    if resume:
+        again.add_argument("--resume", action="store_true", help="the output exists: keep its lines, label the rest")
+    again.add_argument("--overwrite", action="store_true", help="the output exists: replace it (once the new is whole)")
 
 
 def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
@@ -114,15 +103,15 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--adapt", type=int, default=SAMPLE, metavar="N", help="cm_best learns from a seeded sample of N "
                    f"input items before labelling (default and most: {SAMPLE}; 0: off, as cm_stack)")
     _fields(p, keep=True)
-    run = p.add_argument_group("where the labelling runs")
-    run.add_argument("--engine", choices=("local", "ray"), default="local", help="local: this process (the "
-                     "default); ray: Ray workers, each loading the model once (pip install 'cmalign[ray]')")
-    run.add_argument("--workers", type=int, default=2, help="Ray workers (default: 2)")
-    run.add_argument("--ray-address", help="a running Ray cluster (auto, ray://HOST:10001; default: "
-                     "$RAY_ADDRESS, else a local Ray started for this run)")
-    run.add_argument("--threads", type=int, help="threads for the model and linear algebra in this process "
-                     f"(default: $OMP_NUM_THREADS where set, else the cores it may use: here {usable_cores()})")
-    run.add_argument("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
+    run = p.add_argument_group("where the labelling runs").add_argument
+    run("--engine", choices=("local", "ray"), default="local", help="local: this process (the default); ray: Ray "
+        "workers, each loading the model once (pip install 'cmalign[ray]')")
+    run("--workers", type=int, default=2, help="Ray workers (default: 2)")
+    run("--ray-address", help="a running Ray cluster (auto, ray://HOST:10001; default: $RAY_ADDRESS, else a local "
+        "Ray started for this run)")
+    run("--threads", type=int, help="threads for the model and linear algebra in this process (default: "
+        f"$OMP_NUM_THREADS where set, else the cores it may use: here {usable_cores()})")
+    run("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
     _model(p, plan=True)
     p = command("select", "unlabelled pool -> the items to label next (a file with a label to fill)")
     p.add_argument("pool", help="JSONL, CSV, TSV or Parquet with a text per item; - reads stdin")

@@ -169,7 +169,7 @@ def run_bench(runs: Sequence[tuple[Dataset, Budget, int]], encoder: SentenceEnco
     check_strategies(strategies)
     selections = check_selectors(selections)
     if limit is not None and limit < 1:
-        raise DataError(f"--limit {limit} is below 1")
+        raise DataError(f"{{=limit}} {limit} is below 1")
     if (annotator is None) == (backend is None):
         raise ValueError("give a scoring annotator or a chat backend")
     for (dataset, budget, seed), selection in itertools.product(runs, selections):

@@ -20,7 +20,8 @@ from ..labeler import Labeler, RunPlan, state_path
 from ..method.bank import MemoryBank
 from ..method.registry import METHODS
 from ..method.transductive import SAMPLE
-from ..output import LabelledOutput
+from ..files import is_stdio
+from ..output import LabelledOutput, describe
 from ..process import default_threads, map_large_blocks, set_threads
 from ..progress import QUIET, Progress, log
 from .common import Model, ModelOptions, at_least, readable, say_usage
@@ -62,6 +63,16 @@ class AnnotateResult:
     seconds: float = 0.0       # from the job's start
     calls: int = 0             # the annotator's item queries while labelling (learning from the corpus apart)
     plan: RunPlan | None = None
+    output: str = ""
+
+    def lines(self) -> list[str]:
+        """What the job did, in words."""
+        if self.plan is not None:
+            return self.plan.lines()
+        kept = f" ({self.done_before} done by an earlier run)" if self.done_before else ""
+        return [f"annotated {self.labelled} items{kept} with {self.method} in {self.seconds:.1f}s from start "
+                f"({self.labelled / self.seconds:.0f} items/s, {self.calls} annotator calls): {describe(self.outcomes)}",
+                f"wrote {'standard output' if is_stdio(self.output) else self.output}"]
 
 
 def annotate(options: AnnotateOptions, progress: Progress = QUIET) -> AnnotateResult:
@@ -106,7 +117,8 @@ def annotate(options: AnnotateOptions, progress: Progress = QUIET) -> AnnotateRe
     calls = engine.calls if engine is not None else labeler.annotator.calls - asked
     if engine is not None and engine.usage is not None:
         log.info("%s", engine.usage.summary(f"{labeler.annotator.identity} (Ray workers)"))
-    return AnnotateResult(labeler.method, done, labelled, outcomes, time.perf_counter() - started, calls)
+    return AnnotateResult(labeler.method, done, labelled, outcomes, time.perf_counter() - started, calls,
+                          output=str(options.output))
 
 
 def _check(options: AnnotateOptions) -> None:

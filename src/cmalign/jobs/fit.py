@@ -41,6 +41,14 @@ class FitResult:
     written: tuple[Path, ...] = ()
     plan: RunPlan | None = None          # a dry run's count of requests, instead of a fit
 
+    def lines(self) -> list[str]:
+        """What the job did, in words."""
+        if self.plan is not None:
+            return self.plan.lines()
+        skipped = f" ({self.unannotated} Label Studio tasks without an annotation left out)" if self.unannotated else ""
+        return [f"fitted {self.method} on {self.samples} preference samples{skipped}, {len(self.labels)} labels: "
+                f"{self.described}", f"wrote {', '.join(str(p) for p in self.written)}"]
+
 
 def fit(options: FitOptions, progress: Progress = QUIET) -> FitResult:
     """Read every preference file, ask the annotator about each sample once, build the bank and fit

@@ -15,7 +15,7 @@ from ..labels import LabelSet
 from ..method.bank import MemoryBank
 from ..output import output_format
 from ..progress import QUIET, Progress
-from ..report import write_report
+from ..report import figures_folder, write_report
 from ..review import least_confident, out_of_fold, preference_rows, ranked, write_review
 from ..select import choose, write_to_label
 from .common import Model, ModelOptions, at_least, readable
@@ -46,6 +46,14 @@ class Selected:
     chosen: int
     pool: int
     selector: str
+    output: str
+    rounds: bool  # the bank held earlier rounds' labels
+
+    def lines(self) -> list[str]:
+        earlier = "EARLIER_ROUNDS... " if self.rounds else ""
+        return [f"chose {self.chosen} of {self.pool} items ({self.selector}); fill in their label, then 'cmalign fit "
+                f"{earlier}{self.output} -o BANK' (every round's files: the bank keeps every label given)",
+                f"wrote {self.output}"]
 
 
 def select_items(options: SelectOptions, progress: Progress = QUIET) -> Selected:
@@ -69,7 +77,7 @@ def select_items(options: SelectOptions, progress: Progress = QUIET) -> Selected
     chosen = choose(pool, min(options.n, len(pool)), model.encoder, labeler=labeler, annotator=annotator,
                     label_set=label_set, selector=selector, seed=options.seed)
     write_to_label(options.output, chosen, fields=options.fields)
-    return Selected(len(chosen), len(pool), selector)
+    return Selected(len(chosen), len(pool), selector, str(options.output), bank is not None)
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,12 @@ class Reviewed:
     samples: int
     flagged: int
     labelled: int
+    output: str
+
+    def lines(self) -> list[str]:
+        return [f"{self.flagged} of {self.samples} preference samples get another label from {self.method} fitted "
+                "without them (first in the file, the least probable given label first); then the "
+                f"{self.labelled} least confident labelled items", f"wrote {self.output}"]
 
 
 def review(options: ReviewOptions, progress: Progress = QUIET) -> Reviewed:
@@ -112,7 +126,7 @@ def review(options: ReviewOptions, progress: Progress = QUIET) -> Reviewed:
                         [s.label for s in bank.samples], bank.labels, folds=options.folds, seed=options.seed)
     flagged, agreed = preference_rows(bank, probs)
     write_review(options.output, ranked(flagged, labelled, agreed))
-    return Reviewed(labeler.method, len(bank.samples), len(flagged), len(labelled))
+    return Reviewed(labeler.method, len(bank.samples), len(flagged), len(labelled), str(options.output))
 
 
 @dataclass(frozen=True)
@@ -153,12 +167,22 @@ class ReportOptions:
     overwrite: bool = False
 
 
-def report(options: ReportOptions, progress: Progress = QUIET) -> list[Path]:
-    """One self-contained HTML page (its figures in a folder beside it); the files written."""
+@dataclass(frozen=True)
+class Reported:
+    written: tuple[Path, ...]  # the page, then its figures
+
+    def lines(self) -> list[str]:
+        page = self.written[0]
+        return [f"wrote {page} and {len(self.written) - 1} figures in {figures_folder(page)}"]
+
+
+def report(options: ReportOptions, progress: Progress = QUIET) -> Reported:
+    """One self-contained HTML page (its figures in a folder beside it)."""
     if is_stdio(options.output):
         raise DataError("a report is a page and a folder of figures beside it: write it to an .html file",
                         options.output)
     check_outputs([options.output], [options.bank, options.labelled, options.review, options.bench],
                   overwrite=options.overwrite)
-    return write_report(options.output, options.bank, labelled=options.labelled, review=options.review,
-                        bench=options.bench, gold_field=options.gold_field, overwrite=options.overwrite)
+    return Reported(tuple(write_report(options.output, options.bank, labelled=options.labelled, review=options.review,
+                                       bench=options.bench, gold_field=options.gold_field,
+                                       overwrite=options.overwrite)))
