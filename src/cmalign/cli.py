@@ -435,16 +435,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flags(parser: argparse.ArgumentParser, command: str | None = None) -> dict[str, str]:
+    """A command's flags by parameter (``overwrite`` -> ``--overwrite``), or every command's: how an
+    error or a page that names a setting (``{=overwrite}``) shows it on the command line."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {action.dest: max(action.option_strings, key=len)
+            for name, sub in subparsers.choices.items() if command in (None, name)
+            for action in sub._actions if action.option_strings}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # OpenMP threads that wait for work sleep instead of spinning (read when torch loads, later):
     # beside other jobs on a shared machine, spinning threads took the cores the work needed
     # (the README's "Threads" measures it). A value the user set is kept.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except CmalignError as exc:
-        _say(f"cmalign: error: {exc}")
+        _say(f"cmalign: error: {exc.render(_flags(parser, args.command))}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _say("cmalign: interrupted")
