@@ -241,7 +241,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     if not bank.samples:
         raise CmalignError(f"{args.bank}: this bank holds only counts; a review needs the preference samples "
                            "(refit it with 'cmalign fit')")
-    labelled = least_confident(args.labelled, args.n) if args.labelled else []  # a bad file fails before the model
+    # a bad labelled file fails before the model loads
+    labelled = least_confident(args.labelled, args.n, bank.labels) if args.labelled else []
     encoder = default_encoder(args.device)
     labeler = _bank_labeler(args, bank, encoder)
     probs = out_of_fold(labeler.method, labeler.annotator, encoder, [s.text for s in bank.samples],
