@@ -298,7 +298,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     written = write_report(args.output, args.bank, labelled=args.labelled, review=args.review, bench=args.bench,
-                           gold_field=args.gold_field, overwrite=args.overwrite)
+                           gold_field=args.gold_field, overwrite=args.overwrite, names=_flags(build_parser()))
     _say(f"wrote {args.output} and {len(written) - 1} figures in {figures_folder(args.output)}")
     return 0
 
