@@ -18,10 +18,10 @@ from cmalign.cli import main
 from cmalign.data import load_bundled
 from cmalign.errors import DataError
 from cmalign.evaluation.bench import MethodResult, RunResult
-from cmalign.evaluation.metrics import expected_calibration_error
+from cmalign.evaluation.metrics import Calibration, expected_calibration_error
 from cmalign.method.bank import BankEntry
 from cmalign import __version__
-from cmalign.report import (NEEDS_MATPLOTLIB, TABLE_ROWS, WEAKEST, Reliability, confusions, heatmap, label_rows,
+from cmalign.report import (NEEDS_MATPLOTLIB, TABLE_ROWS, WEAKEST, BenchRun, confusions, heatmap, label_rows,
                             read_bench, read_labelled, read_review, render, weakest_labels)
 
 HOSTILE = "<script>window.__pwned = 1</script> wake me & up at <b>six</b>"
@@ -30,16 +30,25 @@ SECTIONS = ("summary", "discrepancies", "reliability", "labels", "confidence", "
 
 # -- the numbers, on small synthetic inputs ---------------------------------------------------------
 
-def test_reliability_ece_is_the_metrics_ece():
-    rng = np.random.default_rng(0)
-    probs = rng.dirichlet(np.full(5, 0.4), size=400)
-    gold = rng.integers(0, 5, size=400)
-    reliability = Reliability()
-    for row, g in zip(probs, gold):
-        reliability.add(float(row.max()), int(row.argmax()) == g)
-    assert reliability.n == 400
-    assert reliability.ece == pytest.approx(expected_calibration_error(probs, gold))
-    assert reliability.accuracy == pytest.approx(np.mean(probs.argmax(axis=1) == gold))
+def test_calibration_bins_are_half_open_and_weighted_by_size():
+    # bins of 1/15: 0.2 = 3/15 closes the third bin, 0.95 is in the last, 0 joins the first
+    confidence = np.array([0.2, 0.2, 0.95, 0.95, 0.95, 0.95, 0.0])
+    correct = np.array([True, False, True, True, True, False, False])
+    calibration = Calibration.of(confidence, correct)
+    assert calibration.count.tolist() == [1, 0, 2] + [0] * 11 + [4]
+    assert calibration.correct.tolist() == [0, 0, 1] + [0] * 11 + [3]
+    # |0 - 0| * 1/7 + |0.5 - 0.2| * 2/7 + |0.75 - 0.95| * 4/7
+    assert calibration.ece == pytest.approx((0.3 * 2 + 0.2 * 4) / 7)
+    assert (calibration.n, calibration.accuracy) == (7, pytest.approx(4 / 7))
+    streamed = Calibration()  # a file read a line at a time fills the same bins
+    for c, right in zip(confidence, correct):
+        streamed.add(float(c), bool(right))
+    assert streamed.count.tolist() == calibration.count.tolist() and streamed.ece == pytest.approx(calibration.ece)
+    # the bench's ECE: the top probability against the gold label, in the same bins
+    probs = np.array([[0.2, 0.8], [0.9, 0.1], [0.6, 0.4]])
+    assert expected_calibration_error(probs, [1, 1, 0]) == pytest.approx((0.2 + 0.9 + 0.4) / 3)
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        Calibration.of(np.array([0.5, np.nan]), np.array([True, False]))
 
 
 def _bank(entries: dict[str, dict[str, int]], labels: LabelSet) -> MemoryBank:
@@ -116,6 +125,45 @@ def test_labelled_file_is_counted_with_gold_and_bad_lines_named(tmp_path):
     assert error.value.line == 2 and "not one of the bank's labels" in error.value.problem
 
 
+def _bench_line(seed: int = 0) -> str:
+    return json.dumps(RunResult("massive_scenario", "0.01", seed, "test", 115, 2974,
+                                {"base": MethodResult(0.512, 2974)}).to_json())
+
+
+@pytest.mark.parametrize("old, new, field", [
+    ('"seed": 0', '"seed": 1e400', "seed"),  # JSON's 1e400 is an infinite float
+    ('"seed": 0', '"seed": 2.5', "seed"),
+    ('"seed": 0', '"seed": true', "seed"),
+    ('"n_eval": 2974', '"n_eval": -1', "n_eval"),
+    ('"n_preference": 115', '"n_preference": 1e400', "n_preference"),
+    ('"n_preference": 115', '"n_preference": 99999999999999999999', "n_preference"),
+    ('"accuracy": 0.512', '"accuracy": NaN', "accuracy"),
+    ('"accuracy": 0.512', '"accuracy": Infinity', "accuracy"),
+    ('"accuracy": 0.512', '"accuracy": 1.5', "accuracy"),
+    ('"accuracy": 0.512', '"accuracy": "0.5"', "accuracy"),
+    ('"dataset": "massive_scenario"', '"dataset": null', "dataset"),
+])
+def test_bench_numbers_that_are_not_finite_or_in_range_are_refused(tmp_path, old, new, field):
+    good = _bench_line()
+    assert old in good
+    path = tmp_path / "bench.jsonl"
+    path.write_text(_bench_line(1) + "\n" + good.replace(old, new) + "\n")
+    with pytest.raises(DataError) as error:
+        read_bench(path)
+    assert (error.value.path, error.value.line) == (str(path), 2) and field in error.value.problem
+    assert "\n" not in str(error.value)
+
+
+def test_nothing_non_finite_reaches_the_page():
+    labels = LabelSet(("a", "b"))
+    bank = _bank({"a": {"a": 3, "b": 1}, "b": {"b": 2}}, labels)
+    page, _ = render(bank, Path("bank.json"), bench=[BenchRun("d", "0.01", 0, 6, 10, {"cm_best": 0.5})])
+    assert 'data-sort="0.5">0.500</td>' in page
+    for bad in (float("nan"), float("inf")):  # a reader lets none through; the page refuses one all the same
+        with pytest.raises(ValueError, match="finite"):
+            render(bank, Path("bank.json"), bench=[BenchRun("d", "0.01", 0, 6, 10, {"cm_best": bad})])
+
+
 # -- real inputs: a bank and a labelled file made by the commands ------------------------------------
 
 @pytest.fixture(scope="module")
@@ -151,6 +199,16 @@ def test_review_of_another_bank_is_refused(inputs, tmp_path):
         review = read_review(path, bank)
         assert len(review.preference) == 151 and review.n_labelled == 30
         assert [r.rank for r in review.top] == list(range(1, 21)) and HOSTILE in [r.text for r in review.top]
+
+
+def test_report_of_a_bad_bench_file_is_one_line(inputs, tmp_path, capsys):
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(_bench_line() + "\n" + _bench_line().replace('"seed": 0', '"seed": 1e400') + "\n")
+    out = tmp_path / "r.html"
+    code = main(["report", "--bank", str(inputs / "bank.json"), "--bench", str(bench), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"{bench}:2: 'seed' must be a whole number" in err
+    assert not out.exists()
 
 
 def test_texts_are_escaped_in_the_html(inputs):
@@ -195,7 +253,7 @@ def test_reliability_from_gold_labels_without_a_review(inputs, tmp_path):
     assert summary.reliability.n == summary.gold == 199
     assert summary.gold_correct == sum(r["label"] == gold.get(r["line"]) for r in rows)
     page, figures = render(bank, inputs / "bank.json", labelled=summary, gold_field="truth")
-    assert "reliability" in figures and "labelled items against their &#x27;truth&#x27; field" in page
+    assert "reliability" in figures and "labelled items against their &#39;truth&#39; field" in page
 
 
 # -- the page in a real browser ------------------------------------------------------------------------

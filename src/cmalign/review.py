@@ -32,7 +32,7 @@ import numpy as np
 from .annotators.base import Annotator
 from .encoder import SentenceEncoder
 from .data.io import json_lines
-from .errors import DataError
+from .errors import CmalignError, DataError
 from .files import write_atomically
 from .labels import LabelSet
 from .method.bank import MemoryBank
@@ -41,15 +41,30 @@ from .method.registry import make_method
 
 @dataclass(frozen=True)
 class ReviewRow:
+    """One line of a review file, most worth a look first: what :func:`write_review` writes and
+    ``cmalign report`` reads back."""
+
     rank: int
-    kind: str
+    kind: str  # "preference" (a preference sample, held out) or "labelled" (an item the method labelled)
     line: int
     text: str
-    label: str
-    suggested: str
-    confidence: float
-    given_probability: float | None
+    label: str  # the user's label (preference) or the method's (labelled)
+    suggested: str  # the out-of-fold prediction
+    confidence: float  # the method's probability of ``suggested``
+    given_probability: float | None  # out-of-fold probability of the user's label; preference rows only
     reason: str
+
+    def __post_init__(self) -> None:
+        # the review file is JSON: a NaN written there is no number for the next reader
+        for name in ("confidence", "given_probability"):
+            value = getattr(self, name)
+            if not (value is None and name == "given_probability") and not is_probability(value):
+                raise ValueError(f"{name} {value!r}: must be a number from 0 to 1")
+
+
+def is_probability(value: object) -> bool:
+    """A JSON number from 0 to 1 (not a bool, not NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
 
 def out_of_fold(method: str, annotator: Annotator, encoder: SentenceEncoder | None, texts: Sequence[str],
@@ -82,6 +97,9 @@ def preference_rows(bank: MemoryBank, probs: np.ndarray) -> tuple[list[ReviewRow
     labels = bank.labels
     flagged, agreed = [], []
     for i, sample in enumerate(bank.samples):
+        if not np.isfinite(probs[i]).all():
+            raise CmalignError(f"preference sample {i + 1}: the method's out-of-fold probabilities are not all "
+                               "numbers (a state file holding NaN?): nothing to review")
         best = int(probs[i].argmax())
         given = round(float(probs[i, labels.index(sample.label)]), 4)
         suggested, confidence = labels.labels[best], round(float(probs[i, best]), 4)
@@ -96,27 +114,40 @@ def preference_rows(bank: MemoryBank, probs: np.ndarray) -> tuple[list[ReviewRow
     return [row for _, row in sorted(flagged, key=by_key)], [row for _, row in sorted(agreed, key=by_key)]
 
 
-def least_confident(path: str | Path, n: int) -> list[ReviewRow]:
-    """The ``n`` least confident items of an ``annotate`` output, least confident first. The file is
-    read a line at a time; only the ``n`` are kept."""
+def least_confident(path: str | Path, n: int, labels: LabelSet) -> list[ReviewRow]:
+    """The ``n`` least confident items of an ``annotate`` output made with a bank of ``labels``,
+    least confident first. The file is read a line at a time; only the ``n`` are kept. A line
+    that is not one such item is a :class:`DataError` naming it."""
     path = Path(path)
     heap: list[tuple[float, int, dict]] = []  # max-heap by confidence (negated)
     for number, row in json_lines(path):
-        if not isinstance(row.get("label"), str):
+        label = row.get("label")
+        if not isinstance(label, str):
             raise DataError("not a labelled line (a JSON object with a \"label\")", path, number)
+        if label not in labels:
+            raise DataError(f"label {label!r} is not one of the bank's labels (labelled with another bank?)",
+                            path, number)
         confidence = row.get("confidence")
-        if not isinstance(confidence, (int, float)):
+        if not isinstance(confidence, (int, float)) or isinstance(confidence, bool):
             raise DataError("has no confidence (annotate it with a method that gives probabilities, "
                             "e.g. cm_best)", path, number)
-        entry = (-float(confidence), -number, row)
+        if not is_probability(confidence):
+            raise DataError(f"confidence {confidence!r}: must be a number from 0 to 1", path, number)
+        line = row.get("line", number)
+        if not isinstance(line, int) or isinstance(line, bool) or line < 1:
+            raise DataError(f"line {line!r}: must be a whole number from 1 (the item's line in the annotate "
+                            "input)", path, number)
+        if not isinstance(row.get("text", ""), str):
+            raise DataError(f"text {row['text']!r}: must be a string", path, number)
+        entry = (-float(confidence), -number, row | {"line": line})
         if len(heap) < n:
             heapq.heappush(heap, entry)
         elif entry > heap[0]:
             heapq.heapreplace(heap, entry)
     ordered = sorted(heap, key=lambda e: (-e[0], -e[1]))
-    return [ReviewRow(0, "labelled", int(row.get("line", -line)), str(row.get("text", "")), str(row["label"]),
-                      str(row["label"]), round(-conf, 4), None, _why(row))
-            for conf, line, row in ordered]
+    return [ReviewRow(0, "labelled", row["line"], row.get("text", ""), row["label"], row["label"], round(-conf, 4),
+                      None, _why(row))
+            for conf, _, row in ordered]
 
 
 def _why(row: dict) -> str:
@@ -136,6 +167,6 @@ def write_review(path: str | Path, rows: Sequence[ReviewRow]) -> None:
     """The review file (JSONL, one row a line, in rank order), written atomically."""
     def write(handle) -> None:
         for row in rows:
-            handle.write((json.dumps(asdict(row), ensure_ascii=False) + "\n").encode("utf-8"))
+            handle.write((json.dumps(asdict(row), ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
 
     write_atomically(path, write)

@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(COMMANDS)
     args = parser.parse_args(argv)
+    args.names = flag_names(parser, args.command)  # for a job that names settings in what it writes
     _logging(args.verbosity)
     try:
         previous = signal.signal(signal.SIGTERM, _terminated)
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args, Progress(enabled=args.verbosity >= 0))
     except CmalignError as exc:
-        print(f"cmalign: error: {exc.render(flag_names(parser))}", file=sys.stderr)
+        print(f"cmalign: error: {exc.render(args.names)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("cmalign: interrupted", file=sys.stderr)

@@ -172,15 +172,8 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """Each setting's parameter name -> the flag that sets it (``max_calls`` -> ``--max-calls``),
-    read from the parser itself, so an error from the library names the flag the user typed."""
-    names: dict[str, str] = {}
-    stack = [parser]
-    while stack:
-        for action in stack.pop()._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                stack.extend(action.choices.values())
-            elif action.option_strings:
-                names.setdefault(action.dest, max(action.option_strings, key=len))
-    return names
+def flag_names(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """A command's settings by parameter -> the flag that sets each (``max_calls`` -> ``--max-calls``),
+    read from the parser itself, so what the library says names the flag the user typed."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return {a.dest: max(a.option_strings, key=len) for a in commands[command]._actions if a.option_strings}

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,7 +118,7 @@ def review(options: ReviewOptions, progress: Progress = QUIET) -> Reviewed:
     if not bank.samples:
         raise DataError("this bank holds only counts; a review needs the preference samples (refit it with "
                         "'cmalign fit')", options.bank)
-    labelled = least_confident(options.labelled, options.n) if options.labelled else []  # before the model
+    labelled = least_confident(options.labelled, options.n, bank.labels) if options.labelled else []  # before the model
     model = Model(options.model, progress)
     labeler = model.labeler(bank, options.bank)
     progress.phase(f"fitting {labeler.method} {options.folds} times without each fold of the preference samples")
@@ -165,6 +165,7 @@ class ReportOptions:
     bench: str | Path | None = None
     gold_field: str = "gold"
     overwrite: bool = False
+    names: Mapping[str, str] | None = None  # how the page's hints spell a setting (a front end's flags)
 
 
 @dataclass(frozen=True)
@@ -185,4 +186,4 @@ def report(options: ReportOptions, progress: Progress = QUIET) -> Reported:
                   overwrite=options.overwrite)
     return Reported(tuple(write_report(options.output, options.bank, labelled=options.labelled, review=options.review,
                                        bench=options.bench, gold_field=options.gold_field,
-                                       overwrite=options.overwrite)))
+                                       overwrite=options.overwrite, names=options.names)))
