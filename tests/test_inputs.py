@@ -85,7 +85,8 @@ def test_bad_input_files_are_one_line_and_exit_2_before_anything_is_written(caps
         (tmp_path / name).write_bytes(content)
         out = tmp_path / f"{name}.out.jsonl"
         code, err = run(capsys, "annotate", str(tmp_path / name), "--bank", str(tmp_path / "bank.json"), "-o", str(out))
-        assert code == 2 and err.startswith(f"cmalign: error: {tmp_path / name}") and len(err.strip().splitlines()) == 1, err
+        assert code == 2 and err.startswith(f"cmalign: error: {tmp_path / name}"), err
+        assert len(err.strip().splitlines()) == 1, err
         assert not out.exists() and not list(tmp_path.glob(f"{name}.out.jsonl*")), name  # no output, no run record
 
 

@@ -71,7 +71,8 @@ def _no_constant(name: str) -> float:
 
 _FINITE = json.JSONDecoder(object_pairs_hook=_object, parse_float=_finite, parse_constant=_no_constant)
 _ANY_NUMBER = json.JSONDecoder(object_pairs_hook=_object)  # NaN and Infinity are left for a schema to name
-_LONE_SURROGATE = "a lone surrogate (an escape \\ud800 to \\udfff not in a pair) is not text: it cannot be written as UTF-8"
+_LONE_SURROGATE = ("a lone surrogate (an escape \\ud800 to \\udfff not in a pair) is not text: it cannot be "
+                  "written as UTF-8")
 _DEEP = "nested too deeply to read"
 
 
@@ -98,7 +99,7 @@ def decode_json(text: str, path: str | Path, line: int | None = None, *, finite:
         if "digits" in problem:
             problem = f"a number of more than {sys.get_int_max_str_digits()} digits"
         raise DataError(f"not valid JSON: {problem}", path, line) from None
-    if _may_hold_surrogate(text) and not _encodable(value):
+    if may_hold_surrogate(text) and not _encodable(value):
         raise _located(_LONE_SURROGATE, text, path, line, finite) from None
     return value
 
@@ -106,15 +107,13 @@ def decode_json(text: str, path: str | Path, line: int | None = None, *, finite:
 def quick_decoder() -> Callable[[str], Any]:
     """The decoder :func:`decode_json` uses, without its checks for what it cannot see in the decoded
     value (a lone surrogate) and its error messages: for a reader of millions of lines, which calls
-    :func:`decode_json` itself on a line that this refuses or that :func:`may_hold_surrogate`."""
+    :func:`decode_json` itself on a line that this refuses or that :func:`may_hold_surrogate` flags."""
     return _FINITE.decode
 
 
-def _may_hold_surrogate(text: str) -> bool:
+def may_hold_surrogate(text: str) -> bool:
+    """Whether the JSON ``text`` has an escape that may decode to half a surrogate pair."""
     return "\\ud" in text or "\\uD" in text  # two substring searches: cheaper than a pattern
-
-
-may_hold_surrogate = _may_hold_surrogate
 
 
 def _encodable(value: Any) -> bool:

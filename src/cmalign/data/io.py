@@ -132,7 +132,8 @@ def _python_rows(batch, path: Path, before: int) -> list[dict]:
         try:
             batch.slice(offset, 1).to_pylist()
         except UnicodeDecodeError as exc:
-            raise DataError(f"a string that is not UTF-8 ({exc.reason})", path, before + offset + 1, unit="row") from None
+            raise DataError(f"a string that is not UTF-8 ({exc.reason})", path, before + offset + 1,
+                            unit="row") from None
         except (ValueError, OverflowError, ArithmeticError) as exc:
             raise DataError(f"a value Python cannot hold ({exc})", path, before + offset + 1, unit="row") from None
     raise DataError("a batch of rows that cannot be read as Python values", path)
