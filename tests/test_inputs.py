@@ -1,6 +1,7 @@
 """Inputs people really have, and degenerate ones: each ends as one line naming the file (and line)
 with exit 2, or is read as its author meant it."""
 
+import gzip
 import json
 
 import pytest
@@ -69,3 +70,42 @@ def test_degenerate_preferences_are_refused_or_named(capsys, tmp_path):
     code, err = run(capsys, "fit", str(tmp_path / "two.jsonl"), "--labels", str(tmp_path / "labels.txt"), "-o",
                     str(tmp_path / "bank.json"), "--method", "cm_remap")
     assert code == 0 and "no preference sample has 1 of the 3 labels (music)" in err
+
+
+def test_bad_input_files_are_one_line_and_exit_2_before_anything_is_written(capsys, tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"text": "wake me at 7", "label": "alarm"}\n'
+                                      '{"text": "will it rain", "label": "weather"}\n')
+    assert main(["fit", str(tmp_path / "p.jsonl"), "-o", str(tmp_path / "bank.json"), "--method", "cm_remap"]) == 0
+    capsys.readouterr()
+    bad = {"surrogate.jsonl": b'{"text": "ok"}\n{"text": "broken \\ud800"}\n',
+           "deep.jsonl": b'{"text": "ok"}\n' + b"[" * 200_000 + b"\n",
+           "twice.jsonl": b'{"text": "ok"}\n{"text": "a", "text": "b"}\n',
+           "cut.jsonl.gz": gzip.compress(b'{"text": "ok"}\n' * 5000)[:200]}
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+        out = tmp_path / f"{name}.out.jsonl"
+        code, err = run(capsys, "annotate", str(tmp_path / name), "--bank", str(tmp_path / "bank.json"), "-o", str(out))
+        assert code == 2 and err.startswith(f"cmalign: error: {tmp_path / name}"), err
+        assert len(err.strip().splitlines()) == 1, err
+        assert not out.exists() and not list(tmp_path.glob(f"{name}.out.jsonl*")), name  # no output, no run record
+
+
+def test_a_bank_with_n_samples_infinity_is_one_line_naming_the_field(capsys, tmp_path):
+    bank = {"format": "cmalign-memory-bank", "version": 1, "annotator": "x", "n_samples": 3, "labels": ["a", "b"],
+            "entries": [{"response": "a", "in_label_set": True, "counts": {"a": 2, "b": 1}}]}
+    (tmp_path / "bank.json").write_text(json.dumps(bank).replace('"n_samples": 3', '"n_samples": Infinity'))
+    (tmp_path / "in.jsonl").write_text('{"text": "hi"}\n')
+    code, err = run(capsys, "annotate", str(tmp_path / "in.jsonl"), "--bank", str(tmp_path / "bank.json"), "-o",
+                    str(tmp_path / "out.jsonl"))
+    assert code == 2 and err == (f"cmalign: error: {tmp_path / 'bank.json'}: malformed memory bank: n_samples is "
+                                 "Infinity, not a whole number of at least 1\n")
+
+
+def test_a_json_label_file_with_null_descriptions_fits_a_bank_without_the_text_none(capsys, tmp_path):
+    (tmp_path / "labels.json").write_text('{"alarm": null, "weather": "rain, sun and wind"}')
+    (tmp_path / "p.jsonl").write_text('{"text": "wake me at 7", "label": "alarm"}\n'
+                                      '{"text": "will it rain", "label": "weather"}\n')
+    code, err = run(capsys, "fit", str(tmp_path / "p.jsonl"), "--labels", str(tmp_path / "labels.json"), "-o",
+                    str(tmp_path / "bank.json"), "--method", "cm_remap")
+    assert code == 0, err
+    assert json.loads((tmp_path / "bank.json").read_text())["descriptions"] == ["", "rain, sun and wind"]

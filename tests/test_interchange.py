@@ -310,3 +310,80 @@ def test_fit_on_a_label_studio_export(capsys, tmp_path):
     code, _, err = run(capsys, "fit", tmp_path / "none.json", "-o", tmp_path / "bank2.json")
     assert code == 2 and err == (f"cmalign: error: {tmp_path / 'none.json'}: none of its 3 tasks has an annotation "
                                  "(one not cancelled) to learn from\n")
+
+
+def choices_task(value):
+    return {"data": {"text": "wake me at 7"},
+            "annotations": [{"id": 9, "result": [{"type": "choices", "from_name": "label", "value": value}]}]}
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"choices": "alarm"}, "annotation 9 has 'choices' \"alarm\": a choices region holds"),
+    ({"choices": None}, "annotation 9 has 'choices' null"),
+    ({"choices": {"alarm": True}}, "annotation 9 has 'choices' {\"alarm\": true}"),
+    ("alarm", "annotation 9 has no 'value'"),
+])
+def test_label_studio_choices_of_the_wrong_type_are_refused_with_the_task(tmp_path, value, message):
+    (tmp_path / "export.json").write_text(json.dumps([choices_task({"choices": ["alarm"]}), choices_task(value)]))
+    with pytest.raises(DataError) as err:
+        read_items(tmp_path / "export.json")
+    assert str(err.value).startswith(f"{tmp_path / 'export.json'}: task 2: {message}")
+
+
+def test_label_studio_annotations_and_cancellations_of_the_wrong_type(tmp_path):
+    for tasks, message in (([{"data": {"text": "a"}, "annotations": "none"}], "its 'annotations' is not a list"),
+                           ([{"data": {"text": "a"}, "annotations": {}}], "its 'annotations' is not a list"),
+                           ([task("a", annotation("x") | {"was_cancelled": "no"})], "'was_cancelled' is not true")):
+        (tmp_path / "export.json").write_text(json.dumps(tasks))
+        with pytest.raises(DataError, match=rf"export.json: task 1: .*{message}"):
+            read_items(tmp_path / "export.json")
+    (tmp_path / "export.json").write_text(json.dumps([{"data": {"text": "a"}, "annotations": None}]))
+    assert read_items(tmp_path / "export.json")[0].label is None  # null: not annotated
+
+
+def test_a_label_studio_export_naming_a_key_twice_or_with_a_lone_surrogate_names_the_line(tmp_path):
+    (tmp_path / "export.json").write_text('[\n {"data": {"text": "a"}},\n {"data": {"text": "b", "text": "c"}}\n]')
+    with pytest.raises(DataError, match=r"export.json:3: the key 'text' appears twice in one object"):
+        read_items(tmp_path / "export.json")
+    (tmp_path / "export.json").write_text('[\n {"data": {"text": "a"}},\n {"data": {"text": "b \\udc00"}}\n]')
+    with pytest.raises(DataError, match=r"export.json:3: a lone surrogate"):
+        read_items(tmp_path / "export.json")
+    (tmp_path / "export.json").write_text('[\n {"data": {"text": "a", "lead_time": NaN}}\n]')
+    with pytest.raises(DataError, match=r"export.json:2: NaN is not a number JSON allows"):
+        read_items(tmp_path / "export.json")
+
+
+def test_parquet_integers_past_int64_are_read(tmp_path):
+    big = [2**63, 2**64 - 1]
+    pq.write_table(pa.table({"text": ["a", "b"], "label": pa.array(big, pa.uint64()),
+                             "id": pa.array(big, pa.uint64())}), tmp_path / "t.parquet")
+    assert [(i.text, i.label) for i in read_items(tmp_path / "t.parquet")] == [("a", str(2**63)), ("b", str(2**64 - 1))]
+    assert main(["export", str(tmp_path / "t.parquet"), "-o", str(tmp_path / "t.jsonl")]) == 0
+    assert [json.loads(line)["id"] for line in (tmp_path / "t.jsonl").read_text().splitlines()] == big
+
+
+def test_parquet_values_that_are_not_labels_or_not_python_are_named_by_row(tmp_path):
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [1.5, float("nan")]}), tmp_path / "nan.parquet")
+    with pytest.raises(DataError, match=r"nan.parquet: row 2: the label field 'label' is nan, not a label"):
+        read_items(tmp_path / "nan.parquet")
+    far = pa.array([0, 0, 300_000_000_000_000], type=pa.timestamp("s"))  # past year 9999
+    pq.write_table(pa.table({"text": ["a", "b", "c"], "seen": far}), tmp_path / "far.parquet")
+    with pytest.raises(DataError, match=r"far.parquet: row 3: a value Python cannot hold"):
+        read_items(tmp_path / "far.parquet")
+
+
+def test_a_parquet_file_naming_a_column_twice_or_damaged_is_one_error(tmp_path):
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"])], names=["text", "text"]),
+                   tmp_path / "twice.parquet")
+    with pytest.raises(DataError, match=r"twice.parquet: the column 'text' appears twice"):
+        read_items(tmp_path / "twice.parquet")
+    pq.write_table(pa.table({"text": ["a", "b"]}), tmp_path / "t.parquet")
+    raw = bytearray((tmp_path / "t.parquet").read_bytes())
+    for at in range(len(raw) - 60, len(raw) - 8):  # the footer's metadata, a byte at a time
+        damaged = bytearray(raw)
+        damaged[at] ^= 0xFF
+        (tmp_path / "d.parquet").write_bytes(bytes(damaged))
+        try:
+            read_items(tmp_path / "d.parquet")
+        except DataError:
+            pass

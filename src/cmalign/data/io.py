@@ -12,29 +12,47 @@ from __future__ import annotations
 
 import csv
 import gzip
-import json
+import math
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import DataError
 from ..labels import LabelSet
-from .fields import LABEL_FIELDS, TEXT_FIELDS, Item, pick
+from ..labels import normalize
+from .fields import (LABEL_FIELDS, TEXT_FIELDS, Item, decode_json, may_hold_surrogate, member_offsets, pick,
+                     quick_decoder)
 from .label_studio import label_studio_items
+
+GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)  # what reading a damaged .gz raises
+CSV_FIELD_LIMIT = csv.field_size_limit()  # 131,072 characters: the csv module's, process-wide, left as it is
 
 def _lines(path: Path, where: list[int]) -> Iterator[str]:
     """The file's lines as text, decoded one at a time so that a byte that is not UTF-8 is reported
     with its line; ``where[0]`` is the number of the line last read. A byte-order mark (Excel writes
     one) is dropped, not read as part of the first field's name."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            where[0] = number
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"not UTF-8 text ({exc.reason}); save the file as UTF-8", path, number) from None
-            yield text.removeprefix("\ufeff") if number == 1 else text
+    compressed = path.suffix.lower() == ".gz"
+    with (gzip.open if compressed else open)(path, "rb") as handle:
+        try:
+            for number, raw in enumerate(handle, start=1):
+                where[0] = number
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"not UTF-8 text ({exc.reason}); save the file as UTF-8", path, number) from None
+                yield text.removeprefix("\ufeff") if number == 1 else text
+        except GZIP_ERRORS as exc:
+            if not compressed:
+                raise
+            raise _damaged(exc, path, where[0]) from None
+
+
+def _damaged(exc: Exception, path: Path, read: int = 0) -> DataError:
+    """A .gz file that does not decompress; ``read`` lines came out first. Its line is not named:
+    the damage is somewhere past them, where the decompressor had read ahead to."""
+    after = f" after line {read}" if read else ""
+    return DataError(f"damaged or not gzip data{after} ({exc or type(exc).__name__})", path)
 
 
 PARQUET_BATCH_ROWS = 4096  # rows decoded at a time: memory stays flat however long the file
@@ -65,7 +83,7 @@ def _first_character(path: Path) -> str:
             while chunk := handle.read(4096):
                 if stripped := chunk.lstrip(b" \t\r\n\xef\xbb\xbf"):
                     return chr(stripped[0])
-    except (OSError, EOFError):
+    except (OSError, *GZIP_ERRORS):
         pass
     return ""
 
@@ -90,12 +108,35 @@ def _parquet_records(path: Path) -> Iterator[tuple[int, dict]]:
     try:
         number = 0
         with pq.ParquetFile(path) as parquet:  # closed when done: annotate reads its input twice
+            names = parquet.schema_arrow.names
+            if len(set(names)) != len(names):
+                twice = next(name for name in names if names.count(name) > 1)
+                raise DataError(f"the column {twice!r} appears twice (which one is meant?)", path)
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-                for record in batch.to_pylist():
+                for record in _python_rows(batch, path, number):
                     number += 1
                     yield number, record
-    except pa.ArrowException as exc:
-        raise DataError(f"not a readable Parquet file ({exc})", path) from None
+    except (pa.ArrowException, OSError, ValueError, TypeError, LookupError, ArithmeticError) as exc:
+        # a damaged file's metadata fails inside pyarrow in many ways (an OSError, a name that is not UTF-8, ...)
+        raise DataError(f"not a readable Parquet file ({exc or type(exc).__name__})", path) from None
+
+
+def _python_rows(batch, path: Path, before: int) -> list[dict]:
+    """A batch's rows as Python values; a value Python cannot hold (a date past year 9999, a
+    string that is not UTF-8) is an error naming its row, found by converting the rows one by one."""
+    try:
+        return batch.to_pylist()
+    except (ValueError, OverflowError, ArithmeticError):
+        pass
+    for offset in range(batch.num_rows):
+        try:
+            batch.slice(offset, 1).to_pylist()
+        except UnicodeDecodeError as exc:
+            raise DataError(f"a string that is not UTF-8 ({exc.reason})", path, before + offset + 1,
+                            unit="row") from None
+        except (ValueError, OverflowError, ArithmeticError) as exc:
+            raise DataError(f"a value Python cannot hold ({exc})", path, before + offset + 1, unit="row") from None
+    raise DataError("a batch of rows that cannot be read as Python values", path)
 
 
 def records(path: Path) -> Iterator[tuple[int, dict]]:
@@ -113,13 +154,40 @@ def records(path: Path) -> Iterator[tuple[int, dict]]:
         if fmt == "jsonl":
             yield from _json_objects(lines, path, where)
         else:
-            reader = csv.DictReader(lines, delimiter="\t" if fmt == "tsv" else ",")
-            for record in reader:
-                if None in record:
-                    raise DataError("more cells than the header has columns", path, reader.line_num)
-                yield reader.line_num, record
-    except (OSError, EOFError, csv.Error) as exc:
+            yield from _csv_records(lines, fmt, path)
+    except (OSError, EOFError) as exc:
         raise _unreadable(exc, path) from None
+
+
+def _csv_records(lines: Iterator[str], fmt: str, path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of a CSV or TSV file. A cell longer than :data:`CSV_FIELD_LIMIT` is
+    refused with its line: the limit is the csv module's, a setting of the whole process, which a
+    library does not change under its caller (a longer text reads from JSONL or Parquet)."""
+    reader = csv.reader(lines, delimiter="\t" if fmt == "tsv" else ",")
+    header: list[str] | None = None
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problem = f"not readable as {fmt.upper()} ({exc})"
+            if "field larger than field limit" in str(exc):
+                problem = (f"a cell longer than {CSV_FIELD_LIMIT:,} characters, the csv module's limit: a quote "
+                           "left open? (a longer text reads from JSONL or Parquet)")
+            raise DataError(problem, path, reader.line_num) from None
+        if header is None:
+            header = row
+            twice = next((name for name in header if header.count(name) > 1), None)
+            if twice is not None:
+                raise DataError(f"the column {twice!r} appears twice in the header (which one is meant?)",
+                                path, reader.line_num)
+            continue
+        if not row:
+            continue  # a blank line, as csv.DictReader skips it
+        if len(row) > len(header):
+            raise DataError("more cells than the header has columns", path, reader.line_num)
+        yield reader.line_num, dict(zip(header, row + [None] * (len(header) - len(row))))
 
 
 def json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
@@ -133,13 +201,16 @@ def json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
 
 
 def _json_objects(lines: Iterator[str], path: Path, where: list[int]) -> Iterator[tuple[int, dict]]:
+    decode = quick_decoder()  # the common case without a call of decode_json a line: lines come by the million
     for raw in lines:
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON ({exc.msg} at character {exc.colno})", path, where[0]) from None
+            record = decode(raw)
+        except (ValueError, RecursionError):
+            record = decode_json(raw, path, where[0])  # raises the error naming the line
+        if may_hold_surrogate(raw):
+            record = decode_json(raw, path, where[0])
         if not isinstance(record, dict):
             raise DataError(f"expected a JSON object, got {type(record).__name__}", path, where[0])
         yield where[0], record
@@ -199,6 +270,8 @@ def iter_items(path: str | Path, *, text_field: str | None = None, label_field: 
             raise DataError(f"the text field {text_key!r} is {what}", path, number, unit=unit)
         label = record.get(label_key) if label_key is not None else None
         if label is not None and not isinstance(label, str):
+            if isinstance(label, float) and not math.isfinite(label):  # a Parquet float column's NaN
+                raise DataError(f"the label field {label_key!r} is {label}, not a label", path, number, unit=unit)
             if isinstance(label, (int, float)) and not isinstance(label, bool):
                 label = str(label)
             else:
@@ -248,44 +321,39 @@ def read_labelset(path: str | Path) -> LabelSet:
     """Read a label set: one label a line (``label<TAB>description`` gives a description).
 
     Blank lines and lines starting with ``#`` are skipped. A ``.json`` file may instead hold a
-    list of labels or an object mapping each label to its description.
+    list of labels or an object mapping each label to its description (a string, or null for
+    none). A problem is a :class:`DataError` naming the file and the line.
     """
     path = Path(path)
-    labels: list[str] = []
-    descriptions: list[str] = []
-    where: dict[str, int] = {}
     try:
-        if path.suffix.lower() == ".json":
-            try:
-                data = json.loads(path.read_text(encoding="utf-8-sig"))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"not valid JSON ({exc.msg})", path, exc.lineno) from None
-            if isinstance(data, dict):
-                entries = [(str(k), str(v)) for k, v in data.items()]
-            elif isinstance(data, list) and all(isinstance(x, str) for x in data):
-                entries = [(x, "") for x in data]
-            else:
-                raise DataError("expected a list of labels or an object of label: description", path)
-            numbered = [(i + 1, label, desc) for i, (label, desc) in enumerate(entries)]
-        else:
-            numbered = []
-            for number, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-                if not raw.strip() or raw.lstrip().startswith("#"):
-                    continue
-                label, _, desc = raw.partition("\t")
-                numbered.append((number, label.strip(), desc.strip()))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError("no such file", path) from None
     except IsADirectoryError:
         raise DataError("is a folder, not a file", path) from None
     except OSError as exc:
         raise DataError(f"cannot read the file ({exc.strerror})", path) from None
+    try:
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
+        raise DataError(f"not UTF-8 text ({exc.reason}); save the file as UTF-8", path,
+                        raw.count(b"\n", 0, exc.start) + 1) from None
+    numbered = _json_labels(text, path) if path.suffix.lower() == ".json" else _text_labels(text)
+    labels: list[str] = []
+    descriptions: list[str] = []
+    where: dict[str, int] = {}
+    by_key: dict[str, tuple[str, int]] = {}
     for number, label, desc in numbered:
         if label in where:
             raise DataError(f"label {label!r} repeats line {where[label]}", path, number)
-        where[label] = number
+        key = normalize(label)
+        if not key:
+            raise DataError(f"label {label!r} is empty once normalised", path, number)
+        if key in by_key:
+            other, line = by_key[key]
+            raise DataError(f"label {label!r} is the same as {other!r} (line {line}) once case, punctuation "
+                            "and separators are ignored", path, number)
+        where[label], by_key[key] = number, (label, number)
         labels.append(label)
         descriptions.append(desc)
     if not labels:
@@ -294,6 +362,49 @@ def read_labelset(path: str | Path) -> LabelSet:
         return LabelSet(tuple(labels), tuple(descriptions) if any(descriptions) else ())
     except DataError as exc:
         raise DataError(exc.problem, path) from None
+
+
+def _text_labels(text: str) -> list[tuple[int, str, str]]:
+    numbered = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        label, _, desc = raw.partition("\t")
+        numbered.append((number, label.strip(), desc.strip()))
+    return numbered
+
+
+def _json_labels(text: str, path: Path) -> list[tuple[int, str, str]]:
+    """(line, label, description) of a ``.json`` label file: a list of labels, or an object of
+    label: description where a description is a string or null (none)."""
+    data = decode_json(text, path)
+    if not isinstance(data, (dict, list)):
+        raise DataError("expected a list of labels or an object of label: description", path)
+    lines = [text.count("\n", 0, at) + 1 for at in member_offsets(text)]
+    if isinstance(data, list):
+        numbered = []
+        for line, label in zip(lines, data):
+            if not isinstance(label, str):
+                raise DataError(f"expected a label (a string), got {_json_type(label)}", path, line)
+            numbered.append((line, label, ""))
+        return numbered
+    numbered = []
+    for line, (label, desc) in zip(lines, data.items()):
+        if desc is not None and not isinstance(desc, str):
+            raise DataError(f"the description of {label!r} is {_json_type(desc)}: expected a string, or null "
+                            "for none", path, line)
+        numbered.append((line, label, (desc or "").strip()))
+    return numbered
+
+
+def _json_type(value: object) -> str:
+    """How JSON names the kind of ``value``: a number, an object, ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    kind = {int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return kind.get(type(value), type(value).__name__)
 
 
 def check_labels(items: Iterable[Item], labels: LabelSet, path: str | Path,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import DataError
-from .fields import TEXT_FIELDS, Item, pick
+from .fields import TEXT_FIELDS, Item, decode_json, pick
 
 def label_studio_items(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,
                        require_labels: bool = False, allow_empty: bool = False) -> Iterator[Item]:
@@ -64,23 +65,29 @@ def _load_tasks(path: Path) -> list:
         raise DataError("no such file", path) from None
     except IsADirectoryError:
         raise DataError("is a folder, not a file", path) from None
-    except (OSError, EOFError) as exc:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"damaged or not gzip data ({exc or type(exc).__name__})", path) from None
+    except OSError as exc:
         raise DataError(f"cannot read the file ({getattr(exc, 'strerror', None) or exc})", path) from None
     try:
-        tasks = json.loads(raw.decode("utf-8-sig"))
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason}); save the file as UTF-8", path) from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON ({exc.msg} at character {exc.colno})", path, exc.lineno) from None
+        raise DataError(f"not UTF-8 text ({exc.reason}); save the file as UTF-8", path,
+                        raw.count(b"\n", 0, exc.start) + 1) from None
+    tasks = decode_json(text, path)
     if not isinstance(tasks, list):
         raise DataError("expected a JSON array of Label Studio tasks", path)
     return tasks
 
 
 def _annotated_label(task: dict, label_field: str | None, path: Path, number: int) -> str | None:
-    annotations = task.get("annotations") or []
+    annotations = task.get("annotations")
+    if annotations is None:
+        annotations = []
     if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
         raise DataError("its 'annotations' is not a list of objects", path, number, unit="task")
+    if any(a.get("was_cancelled") not in (None, True, False) for a in annotations):
+        raise DataError("an annotation's 'was_cancelled' is not true or false", path, number, unit="task")
     standing = [a for a in annotations if not a.get("was_cancelled")]
     if not standing:
         return None
@@ -116,9 +123,16 @@ def _choice(annotation: dict, label_field: str | None, path: Path, number: int) 
     controls = list(dict.fromkeys(str(r.get("from_name")) for r in regions))
     if len(controls) > 1:
         raise DataError(f"{name} answers several Choices controls ({', '.join(controls)}); name the one that "
-                        "holds the label with --label-field", path, number, unit="task")
-    values = [r.get("value") for r in regions]
-    choices = [c for value in values if isinstance(value, dict) for c in (value.get("choices") or [])]
+                        "holds the label with {=label_field}", path, number, unit="task")
+    choices = []
+    for region in regions:
+        value = region.get("value")
+        held = value.get("choices") if isinstance(value, dict) else None
+        if not isinstance(held, list):
+            found = "no 'value'" if not isinstance(value, dict) else f"'choices' {_shown(held)}"
+            raise DataError(f"{name} has {found}: a choices region holds \"value\": {{\"choices\": [label]}}",
+                            path, number, unit="task")
+        choices.extend(held)
     where = f" in {label_field!r}" if label_field else ""
     if not choices:
         raise DataError(f"{name} has no choice{where}", path, number, unit="task")
@@ -128,3 +142,9 @@ def _choice(annotation: dict, label_field: str | None, path: Path, number: int) 
     if not isinstance(choices[0], str) or not choices[0].strip():
         raise DataError(f"{name} has the choice {choices[0]!r}, not a label", path, number, unit="task")
     return choices[0]
+
+
+def _shown(value: object) -> str:
+    """A value as the export spells it, cut short."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..annotators.base import Annotation, Annotator
+from ..data.fields import decode_json
 from ..errors import DataError
 from ..files import write_atomically
 from ..labels import LabelSet
@@ -117,7 +118,7 @@ class MemoryBank:
         if self.annotator != annotator.identity:
             raise DataError(f"the memory bank was fitted with annotator {self.annotator!r}, "
                             f"not {annotator.identity!r}: use the annotator it was fitted with "
-                            "(cmalign: the same --annotator as for 'fit')")
+                            "(the same {=annotator} as for 'fit')")
 
     def check_label_set(self, given: LabelSet, path: str | Path, source: str | Path) -> None:
         """A label set from ``source`` must be the bank's own (at ``path``), in the same order."""
@@ -163,49 +164,134 @@ class MemoryBank:
 
     @classmethod
     def load(cls, path: str | Path) -> MemoryBank:
+        """Read a bank written by :meth:`save`, checked field by field: every value of its declared
+        type, numbers whole and finite, the counts those of the samples (when it keeps them) and
+        adding up to ``n_samples``. A problem is one :class:`DataError` naming the file and the field."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise DataError("no such file", path) from None
         except IsADirectoryError:
             raise DataError("is a folder, not a bank file", path) from None
         except OSError as exc:
             raise DataError(f"cannot read the bank ({exc.strerror})", path) from None
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON ({exc.msg})", path, exc.lineno) from None
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise DataError(f"not a cmalign memory bank (no \"format\": \"{FORMAT}\")", path)
-        if data.get("version") != VERSION:
-            raise DataError(f"memory bank version {data.get('version')!r}; this cmalign reads "
-                            f"version {VERSION}", path)
         try:
-            descriptions = tuple(data.get("descriptions") or ())
-            labels = LabelSet(tuple(data["labels"]), descriptions)
-            entries: dict[str, BankEntry] = {}
-            for raw in data["entries"]:
-                counts = dict(raw["counts"])
-                if not counts or any(k not in labels for k in counts):
-                    raise DataError(f"entry {raw['response']!r} has no counts or labels outside the bank's "
-                                    "label set", path)
-                if any(type(v) is not int or not 1 <= v <= int(data["n_samples"]) for v in counts.values()):
-                    raise DataError(f"entry {raw['response']!r} has a count that is not a whole number from 1 "
-                                    f"to n_samples ({data['n_samples']})", path)
-                entries[raw["response"]] = cls._entry(raw["response"], counts, labels)
-            samples = tuple(PreferenceSample(str(r["text"]), str(r["label"]), str(r["answer"]))
-                            for r in data.get("samples") or ())
-            if any(s.label not in labels for s in samples):
-                raise DataError("a stored preference sample has a label outside the bank's label set", path)
-            if samples and len(samples) != int(data["n_samples"]):
-                raise DataError(f"{len(samples)} stored samples but n_samples is {data['n_samples']}", path)
-            return cls(labels=labels, annotator=str(data["annotator"]), entries=entries,
-                       n_samples=int(data["n_samples"]), budget=data.get("budget"), seed=data.get("seed"),
-                       samples=samples)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise DataError(f"malformed memory bank ({type(exc).__name__}: {exc})", path) from None
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text ({exc.reason})", path, raw.count(b"\n", 0, exc.start) + 1) from None
+        data = decode_json(text, path, finite=False)  # a non-finite number is named by its field below
+        try:
+            return _from_json(data, path)
         except DataError as exc:
             if exc.path is None:
                 raise DataError(exc.problem, path) from None
             raise
+
+
+def _shown(value: object) -> str:
+    """A value as JSON spells it (``null``, ``Infinity``, ``"text"``), cut short for a message."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _whole(value: object) -> bool:
+    return type(value) is int
+
+
+def _from_json(data: object, path: Path) -> MemoryBank:
+    """The bank ``data`` (a decoded bank file) describes, or the DataError of its first wrong field."""
+    def wrong(field: str, value: object, expected: str) -> DataError:
+        return DataError(f"malformed memory bank: {field} is {_shown(value)}, not {expected}", path)
+
+    def strings(field: str, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise wrong(field, value, "a list of strings")
+        for n, element in enumerate(value):
+            if not isinstance(element, str):
+                raise wrong(f"{field}[{n}]", element, "a string")
+        return tuple(value)
+
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise DataError(f"not a cmalign memory bank (no \"format\": \"{FORMAT}\")", path)
+    if not _whole(data.get("version")) or data["version"] != VERSION:
+        raise DataError(f"memory bank version {_shown(data.get('version'))}; this cmalign reads version {VERSION}",
+                        path)
+    for name in ("annotator", "n_samples", "labels", "entries"):
+        if name not in data:
+            raise DataError(f"malformed memory bank: no field {name!r}", path)
+    annotator, n_samples = data["annotator"], data["n_samples"]
+    if not isinstance(annotator, str) or not annotator:
+        raise wrong("annotator", annotator, "the annotator's name")
+    if not _whole(n_samples) or n_samples < 1:
+        raise wrong("n_samples", n_samples, "a whole number of at least 1")
+    budget, seed = data.get("budget"), data.get("seed")
+    if budget is not None and not isinstance(budget, str):
+        raise wrong("budget", budget, "a string or null")
+    if seed is not None and not (_whole(seed) and seed >= 0):
+        raise wrong("seed", seed, "a whole number from 0, or null")
+    names = strings("labels", data["labels"])
+    descriptions = strings("descriptions", data.get("descriptions") or [])
+    if descriptions and len(descriptions) != len(names):
+        raise DataError(f"malformed memory bank: {len(descriptions)} descriptions for {len(names)} labels "
+                        "(one a label, or none)", path)
+    labels = LabelSet(names, descriptions)
+
+    if not isinstance(data["entries"], list):
+        raise wrong("entries", data["entries"], "a list of entries")
+    entries: dict[str, BankEntry] = {}
+    for n, raw in enumerate(data["entries"]):
+        if not isinstance(raw, dict):
+            raise wrong(f"entries[{n}]", raw, "an entry (an object)")
+        response, counts = raw.get("response"), raw.get("counts")
+        if not isinstance(response, str):
+            raise wrong(f"entries[{n}].response", response, "a string")
+        if response in entries:
+            raise DataError(f"malformed memory bank: entries[{n}].response {response!r} repeats an earlier entry",
+                            path)
+        if "in_label_set" in raw and raw["in_label_set"] is not (response in labels):
+            raise wrong(f"entries[{n}].in_label_set", raw["in_label_set"], f"{_shown(response in labels)} "
+                        f"(the response {'is' if response in labels else 'is not'} a label)")
+        if not isinstance(counts, dict):
+            raise wrong(f"entries[{n}].counts", counts, "an object of label: count")
+        if not counts or any(k not in labels for k in counts):
+            raise DataError(f"entry {response!r} has no counts or labels outside the bank's label set", path)
+        if any(not _whole(v) or not 1 <= v <= n_samples for v in counts.values()):
+            raise DataError(f"entry {response!r} has a count that is not a whole number from 1 to n_samples "
+                            f"({n_samples})", path)
+        entries[response] = MemoryBank._entry(response, counts, labels)
+    if not entries:
+        raise DataError("malformed memory bank: entries is empty", path)
+    total = sum(entry.total for entry in entries.values())
+    if total != n_samples:
+        raise DataError(f"malformed memory bank: the entries' counts add up to {total}, but n_samples is "
+                        f"{n_samples}", path)
+
+    stored = data.get("samples") or []
+    if not isinstance(stored, list):
+        raise wrong("samples", stored, "a list of samples")
+    samples = []
+    for n, raw in enumerate(stored):
+        if not isinstance(raw, dict):
+            raise wrong(f"samples[{n}]", raw, "a sample (an object)")
+        for name in ("text", "label", "answer"):
+            if not isinstance(raw.get(name), str):
+                raise wrong(f"samples[{n}].{name}", raw.get(name), "a string")
+        if not raw["text"].strip():
+            raise wrong(f"samples[{n}].text", raw["text"], "a text")
+        samples.append(PreferenceSample(raw["text"], raw["label"], raw["answer"]))
+    if any(s.label not in labels for s in samples):
+        raise DataError("a stored preference sample has a label outside the bank's label set", path)
+    if samples and len(samples) != n_samples:
+        raise DataError(f"{len(samples)} stored samples but n_samples is {n_samples}", path)
+    if samples:
+        table: dict[str, Counter[str]] = {}
+        for sample in samples:
+            table.setdefault(sample.answer, Counter())[sample.label] += 1
+        for response, entry in entries.items():
+            if dict(entry.counts) != dict(table.get(response, {})):
+                raise DataError(f"malformed memory bank: the counts of entry {response!r} "
+                                f"({_shown(dict(entry.counts))}) are not those of the samples with that answer "
+                                f"({_shown(dict(table.get(response, {})))})", path)
+    return MemoryBank(labels=labels, annotator=annotator, entries=entries, n_samples=n_samples, budget=budget,
+                      seed=seed, samples=tuple(samples))
