@@ -311,7 +311,8 @@ LLM_OPTIONS = (  # flag, type, default, help: the options of every command that 
     ("--base-url", str, None, "OpenAI-compatible server (default: $OPENAI_BASE_URL, else OpenAI)"),
     ("--api-key-env", str, "OPENAI_API_KEY", "environment variable holding the API key"),
     ("--cache", str, None, "response cache FILE (default: $XDG_CACHE_HOME/cmalign/responses.sqlite; 'none': none)"),
-    ("--max-calls", int, None, "stop before sending more than N requests in this run (cache hits are free)"),
+    ("--max-calls", int, None, "send at most N HTTP requests in this run, retries included: a hard cap on "
+     "what a server can bill (cache hits are free)"),
     ("--concurrency", int, 8, "requests in flight at once"),
     ("--timeout", float, 60.0, "seconds per attempt"),
     ("--retries", int, 5, "retries per request"),
@@ -435,16 +436,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each setting's flag by its parameter (the argparse dest): how an error that names one says it."""
+    flags: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                flags.update(_flags(sub))
+        elif action.option_strings:
+            flags.setdefault(action.dest, max(action.option_strings, key=len))
+    return flags
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # OpenMP threads that wait for work sleep instead of spinning (read when torch loads, later):
     # beside other jobs on a shared machine, spinning threads took the cores the work needed
     # (the README's "Threads" measures it). A value the user set is kept.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except CmalignError as exc:
-        _say(f"cmalign: error: {exc}")
+        _say(f"cmalign: error: {exc.render(_flags(parser))}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _say("cmalign: interrupted")
