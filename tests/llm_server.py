@@ -4,8 +4,10 @@ The server is llama-cpp-python's (`python -m llama_cpp.server`) serving SmolLM2-
 loopback. The proxy forwards every request to it unchanged, except those it is told to fail:
 ``"429"`` (rate limited, with ``Retry-After``), ``"500"``/``"503"``, ``"401"`` (a wrong key, echoed back
 part-masked as OpenAI does), ``"slow"`` (answers after
-``delay`` seconds), ``"drop"`` (closes the connection without answering) and ``"strip-logprobs"``
-(forwards, and takes the token log-probabilities out of the answer, as a server without them does).
+``delay`` seconds), ``"drop"`` (closes the connection without answering), ``"html"`` (a gateway's
+error page as a 200), and, forwarding and then changing the answer, ``"strip-logprobs"`` (takes the
+token log-probabilities out, as a server without them does), ``"empty-choices"``, ``"null-content"``
+and ``"nan-logprobs"``.
 
 :class:`FaultServer` needs no model: it answers right by a rule, and replies malformed, empty,
 NaN, oversize, slow or with a reset connection where its script says so.
@@ -144,11 +146,22 @@ class FaultProxy:
                     return
                 if fault == "slow":
                     time.sleep(proxy.delay)
+                if fault == "html":  # a gateway's error page, sent as a success
+                    self._reply(200, b"<html><body>502 Bad Gateway</body></html>", {"Content-Type": "text/html"})
+                    return
                 status, answer = proxy._forward("POST", self.path, body)
-                if fault == "strip-logprobs" and status == 200:
+                if status == 200 and fault in ("strip-logprobs", "empty-choices", "null-content", "nan-logprobs"):
                     reply = json.loads(answer)
                     for choice in reply.get("choices", []):
-                        choice["logprobs"] = None
+                        if fault == "strip-logprobs":
+                            choice["logprobs"] = None
+                        if fault == "null-content":
+                            choice["message"]["content"] = None
+                        if fault == "nan-logprobs":
+                            for token in (choice.get("logprobs") or {}).get("content") or ():
+                                token["logprob"] = math.nan
+                    if fault == "empty-choices":
+                        reply["choices"] = []
                     answer = json.dumps(reply).encode()
                 self._reply(status, answer)
 

@@ -370,3 +370,53 @@ def test_bad_settings_on_the_command_line_are_one_line_each(tmp_path, capsys):
                             "--top-p -5.0: must be above 0 and at most 1")]:
         assert main(common + extra) == 2
         assert capsys.readouterr().err == f"cmalign: error: {problem}\n"
+
+
+# -- the same faults in front of a real server (llama.cpp serving SmolLM2) -----------------------
+
+@pytest.fixture(scope="module")
+def server(smollm2_path, tmp_path_factory):
+    from llm_server import LlamaServer
+
+    server = LlamaServer(smollm2_path, tmp_path_factory.mktemp("llama") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxy(server):
+    from llm_server import FaultProxy
+
+    proxy = FaultProxy(server.port)
+    yield proxy
+    proxy.close()
+
+
+def test_faults_before_a_real_servers_answer_leave_the_answer_it_gives_when_healthy(proxy, server, tmp_path):
+    from llm_server import MODEL_ALIAS
+
+    request = ChatRequest.of([{"role": "system", "content": "Label the text: alarm, music or weather."},
+                              {"role": "user", "content": "play jazz"}], max_tokens=8)
+    healthy = OpenAIChatBackend(MODEL_ALIAS, base_url=server.url).complete([request])[0]
+    proxy.plan = ["empty-choices", "null-content", "html"]
+    faulty = OpenAIChatBackend(MODEL_ALIAS, base_url=proxy.url, cache=ResponseCache(tmp_path / "c.sqlite"),
+                               max_retries=3)
+    assert faulty.complete([request])[0].text == healthy.text and healthy.text
+    assert proxy.seen == 4 and proxy.forwarded == 3  # the page was the proxy's own
+    with sqlite3.connect(tmp_path / "c.sqlite") as db:
+        assert db.execute("SELECT text FROM completions").fetchall() == [(healthy.text,)]
+
+
+def test_nan_log_probabilities_from_a_real_server_stop_openai_score_and_are_not_cached(proxy, tmp_path):
+    from llm_server import MODEL_ALIAS
+
+    proxy.plan = ["pass", "nan-logprobs"]
+    scorer = OpenAILabelScorer(OpenAIChatBackend(MODEL_ALIAS, base_url=proxy.url, concurrency=1,
+                                                 cache=ResponseCache(tmp_path / "c.sqlite")))
+    with pytest.raises(BackendError, match=f"^openai:{MODEL_ALIAS} at {proxy.url}: the reply gives the token .* a "
+                                           "log-probability of nan"):
+        scorer.annotate(["wake me at seven", "play some jazz"], LABELS)
+    assert proxy.seen == 2
+    with sqlite3.connect(tmp_path / "c.sqlite") as db:
+        (logprobs,) = db.execute("SELECT logprobs FROM completions").fetchone()
+    assert "NaN" not in logprobs and all(math.isfinite(t[1]) for t in json.loads(logprobs))
