@@ -161,7 +161,7 @@ def test_a_strategy_or_samples_for_a_scoring_annotator_is_refused_not_ignored(sp
     from cmalign.errors import CmalignError
     from cmalign.prompting import Decoding
 
-    with pytest.raises(CmalignError, match=f"--strategy fot is for chat models .*; {spec} scores every label"):
+    with pytest.raises(CmalignError, match=f"strategy fot is for chat models .*; {spec} scores every label"):
         make_annotator(spec, None, strategy="fot")
-    with pytest.raises(CmalignError, match="--samples 3 is for chat models"):
+    with pytest.raises(CmalignError, match="samples 3 is for chat models"):
         make_annotator(spec, None, decoding=Decoding(temperature=0.7, samples=3))

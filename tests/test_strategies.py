@@ -88,6 +88,30 @@ def test_bad_prompt_files_are_refused_with_the_file_named(tmp_path, content, pro
     assert str(path) in str(error.value)
 
 
+@pytest.mark.parametrize("template, written", [
+    ("Text: {text:d}", "{text:d}"), ("Text: {text!r}", "{text!r}"), ("Text: {text:>{labels}}", "{text:>{labels}}"),
+    ("Text: {text!x}", "{text!x}"),
+])
+def test_templates_with_a_format_spec_or_conversion_are_refused_when_loaded(tmp_path, capsys, template, written):
+    # each would pass a check of field names and fail only when the first request is built
+    path = tmp_path / "p.toml"
+    path.write_text(f"query = {template!r}\n".replace("'", '"'))
+    message = f"{path}: template 'query' writes {written}; a field is filled in as it is: write {{text}}"
+    with pytest.raises(DataError) as error:
+        Prompts.load(path)
+    assert str(error.value) == message
+    assert main(["prompts", "--prompts", str(path)]) == 2
+    assert capsys.readouterr().err == f"cmalign: error: {message}\n"
+
+
+@pytest.mark.parametrize("template", ["Text: {text.upper}", "Text: {text[0]}", "Text: {} {text}", "Text: {0} {text}"])
+def test_templates_with_attributes_indexes_or_positions_are_refused_when_loaded(tmp_path, template):
+    path = tmp_path / "p.toml"
+    path.write_text(f"query = {template!r}\n".replace("'", '"'))
+    with pytest.raises(DataError, match=r"template 'query' uses \{.*\}; it may use only \{text\}"):
+        Prompts.load(path)
+
+
 def test_prompts_command_prints_the_templates_in_use(capsys, tmp_path):
     assert main(["prompts"]) == 0
     assert capsys.readouterr().out == Prompts().to_toml()
@@ -307,6 +331,9 @@ def test_consistent_with_samples_keeps_every_sample_of_its_three_strategies(enco
     assert answer.votes == ("alarm", "weather") * 3  # vanilla's two, cot's two, fot's two
 
 
+FLAGS = {"samples": "--samples", "temperature": "--temperature", "top_p": "--top-p"}
+
+
 @pytest.mark.parametrize("decoding, message", [
     (dict(samples=3), "--samples 3 needs a --temperature above 0"),
     (dict(samples=0, temperature=0.7), "--samples 0 is below 1"),
@@ -314,8 +341,31 @@ def test_consistent_with_samples_keeps_every_sample_of_its_three_strategies(enco
 def test_samples_without_sampling_are_refused(decoding, message):
     from cmalign.prompting.strategies import Decoding
 
-    with pytest.raises(CmalignError, match=message):
+    with pytest.raises(CmalignError) as error:
         Decoding(**decoding)
+    assert error.value.render(FLAGS).startswith(message)  # the command line's spelling
+    assert str(error.value).startswith(message.replace("--", ""))  # the library's: the parameter
+
+
+@pytest.mark.parametrize("decoding, message", [
+    (dict(temperature=float("nan")), "temperature nan: must be a finite number, 0 or more (0: greedy)"),
+    (dict(temperature=-3.0), "temperature -3.0: must be a finite number, 0 or more (0: greedy)"),
+    (dict(temperature=float("inf")), "temperature inf: must be a finite number, 0 or more (0: greedy)"),
+    (dict(top_p=-5.0), "top_p -5.0: must be above 0 and at most 1"),
+    (dict(top_p=0.0), "top_p 0.0: must be above 0 and at most 1"),
+    (dict(top_p=1.5), "top_p 1.5: must be above 0 and at most 1"),
+    (dict(top_p=float("nan")), "top_p nan: must be above 0 and at most 1"),
+])
+def test_sampling_settings_no_server_can_honour_are_refused_where_they_are_made(decoding, message):
+    from cmalign.prompting.strategies import Decoding
+
+    with pytest.raises(CmalignError) as error:
+        Decoding(**decoding)
+    assert str(error.value) == message
+    with pytest.raises(CmalignError) as error:  # a request built by hand is held to the same
+        ChatRequest.of([{"role": "user", "content": "hi"}], **decoding)
+    assert str(error.value) == message
+    assert Decoding(temperature=0.0, top_p=1.0) == Decoding()  # the defaults, and the bounds they sit on
 
 
 def test_refine_refuses_samples():

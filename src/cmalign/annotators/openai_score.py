@@ -9,8 +9,9 @@ page, where the page's "none" keeps the mass of a page that does not hold the an
 
 So every label gets a score, every answer is in the set, and CM's re-ask within candidates is a
 narrower softmax over scores already paid for (no request). The requests go through the chat
-backend: cache, retries, ``--max-calls``, ``--dry-run`` and usage work as for ``openai:``. A server
-that gives no log-probabilities is one clear error naming it and the chat path instead.
+backend: cache, retries, the call cap, the dry run and usage work as for ``openai:``. A server
+that gives no log-probabilities is one clear error naming it and the chat path instead, and so is
+a reply whose likely first tokens name no option letter: it scores nothing, and is never cached.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..chat.backend import ChatBackend, ChatRequest, Completion, TokenChoice
+from ..errors import CmalignError
 from ..labels import LabelSet
 from ..prompting.prompts import Prompts
 from .base import ScoringAnnotator
@@ -45,6 +47,10 @@ def pages(n_labels: int, size: int = len(CODES)) -> list[range]:
     return [range(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
+class NoOption(CmalignError):
+    """A reply whose likely first tokens name none of the options shown: it scores no label."""
+
+
 def option_logprobs(logprobs: Sequence[TokenChoice], n_options: int) -> np.ndarray:
     """Log-probability of each of the first ``n_options`` letters as the answer, normalised over them.
 
@@ -52,7 +58,11 @@ def option_logprobs(logprobs: Sequence[TokenChoice], n_options: int) -> np.ndarr
     space or a bracket). Alternatives that read as the same letter (``"A"``, ``" A"``) add up. A
     letter the server did not list is given the mass left over from the listed alternatives,
     shared evenly, but never more than the least likely one listed (it would have been listed).
+    A reply none of whose listed alternatives is an option's letter is :class:`NoOption`: an even
+    share would be a score the model never gave.
     """
+    if not logprobs:
+        raise NoOption("the reply has no tokens to read an option letter from")
     position = next((c for c in logprobs if re.search(r"\w", c.token)), logprobs[0])
     alternatives = position.alternatives or ((position.token, position.logprob),)
     p = np.zeros(n_options)
@@ -60,6 +70,10 @@ def option_logprobs(logprobs: Sequence[TokenChoice], n_options: int) -> np.ndarr
         found = _CODE_TOKEN.match(token)
         if found and CODES.index(found[1]) < n_options:
             p[CODES.index(found[1])] += math.exp(logprob)
+    if not p.any():
+        named = ", ".join(repr(t) for t, _ in alternatives[:5])
+        raise NoOption(f"the reply names no option letter A-{CODES[n_options - 1]} among its likely first tokens "
+                       f"({named}{', ...' if len(alternatives) > 5 else ''})")
     missing = p == 0
     if missing.any():
         listed = [math.exp(lp) for _, lp in alternatives]
@@ -109,6 +123,19 @@ class OpenAILabelScorer(ScoringAnnotator):
                 options="\n".join(f"{code}. {option}" for code, option in zip(CODES, options))))
         return tuple(systems)
 
+    def _check(self, options: dict[ChatRequest, int]):
+        """The backend's check of a reply: it names one of its request's options (see :func:`option_logprobs`)."""
+        def check(request: ChatRequest, completion: Completion) -> str | None:
+            try:
+                if completion.logprobs is None:  # a text without them is the backend's own error (NoLogprobs)
+                    raise NoOption("the reply is empty: it names no option letter")
+                option_logprobs(completion.logprobs, options[request])
+            except NoOption as exc:
+                return (f"{exc}: the model does not answer with a letter, so it cannot score labels; "
+                        f"{{=annotator}} {self.backend.model_id} takes labels from its answers instead")
+            return None
+        return check
+
     def requests(self, text: str, labels: LabelSet) -> list[ChatRequest]:
         """The requests that score ``text``: one per page of options."""
         query = {"role": "user", "content": self.prompts.options_query.format(text=text)}
@@ -134,7 +161,10 @@ class OpenAILabelScorer(ScoringAnnotator):
         # page by page: consecutive requests share their system message, a prefix a server can
         # keep computed (llama.cpp's key/value cache) or bill at a discount (OpenAI's prompt caching)
         per_text = [self.requests(t, labels) for t in todo]
-        completions = self.backend.complete([r for page in zip(*per_text) for r in page] if n else [])
+        none = int(len(pages(len(labels))) > 1)
+        options = {r: len(page) + none for rs in per_text for r, page in zip(rs, pages(len(labels)))}
+        completions = self.backend.complete([r for page in zip(*per_text) for r in page] if n else [],
+                                            check=self._check(options))
         self.calls += len(completions)
         self.tokens += sum(c.tokens for c in completions)
         fresh = {}

@@ -52,6 +52,10 @@ class BackendOptions:
                                  ("retries", self.retries, 0)):
             if value is not None and value < low:
                 raise CmalignError(f"{{={name}}} {value} is below {low}")
+        if self.base_url is not None:  # a URL no client can reach fails before any file is read
+            from ..chat.openai_api import check_url
+
+            check_url(self.base_url, "{=base_url}")
         if not self.timeout > 0:
             raise CmalignError(f"{{=timeout}} {self.timeout:g} must be above 0")
 
@@ -68,6 +72,11 @@ def _parse(spec: str) -> tuple[str, str]:
     raise CmalignError(f"unknown annotator {spec!r}; expected one of: {SPECS}")
 
 
+def is_backend(spec: str) -> bool:
+    """Whether ``spec`` names an annotator that sends its requests through a chat backend."""
+    return _parse(spec)[0] in BACKEND_KINDS
+
+
 def is_chat(spec: str) -> bool:
     """Whether ``spec`` names a chat backend (answers through a prompting strategy)."""
     return _parse(spec)[0] in CHAT_KINDS
@@ -75,11 +84,13 @@ def is_chat(spec: str) -> bool:
 
 def make_annotator(spec: str, encoder: SentenceEncoder, options: BackendOptions = BackendOptions(), *,
                    strategy: str = "vanilla", prompts: Prompts | None = None, decoding: Decoding | None = None,
-                   shots: int = 5, pool: tuple[Sequence[str], Sequence[str]] | None = None) -> Annotator:
+                   shots: int = 5, pool: tuple[Sequence[str], Sequence[str]] | None = None,
+                   backend: ChatBackend | None = None) -> Annotator:
     """Build the annotator ``spec`` names; ``encoder`` is the shared embedding model.
 
     A chat model answers through ``strategy``, retrieving its examples from ``pool`` (texts and
-    labels: the preference samples, the same labelled budget as the memory bank).
+    labels: the preference samples, the same labelled budget as the memory bank), through
+    ``backend`` when the caller has built it already.
     """
     kind, arg = _parse(spec)
     if shots < 0:
@@ -98,11 +109,11 @@ def make_annotator(spec: str, encoder: SentenceEncoder, options: BackendOptions 
     if kind == "openai-score":
         from .openai_score import OpenAILabelScorer
 
-        return OpenAILabelScorer(make_backend(spec, options), prompts=prompts)
+        return OpenAILabelScorer(backend or make_backend(spec, options), prompts=prompts)
     from ..prompting import ChatAnnotator, ExampleRetriever
 
     retriever = ExampleRetriever(encoder, *pool) if pool is not None else None
-    return ChatAnnotator(make_backend(spec, options), strategy, prompts=prompts, k=shots, retriever=retriever,
+    return ChatAnnotator(backend or make_backend(spec, options), strategy, prompts=prompts, k=shots, retriever=retriever,
                          decoding=decoding)
 
 

@@ -6,7 +6,11 @@ request goes through :meth:`ChatBackend.complete`, which
 - answers from the :class:`ResponseCache` when the same request was answered before, so a rerun
   costs nothing and an interrupted run resumes where it stopped (each answer is written as soon as
   it arrives);
-- refuses, before sending anything, a batch that would take the run past ``max_calls``;
+- refuses, before sending anything, a batch that would take the run past ``max_calls``, and stops
+  before any attempt (a retry is one) that would send more than ``max_calls`` HTTP requests: the
+  cap is on what a server can bill, retries included;
+- keeps out of the cache whatever is not a valid answer (see :func:`completion_problem`), and
+  drops a stored row that cannot be read, so that it is asked again;
 - counts requests, cache hits and tokens in :class:`Usage`;
 - with ``dry_run`` set, sends nothing: each request the cache cannot answer is counted in a
   :class:`Plan` (with its prompt tokens, estimated) and answered with an empty reply.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import time
@@ -40,7 +45,20 @@ class BudgetExceeded(CmalignError):
 
 
 class BackendError(CmalignError):
-    """The model could not be reached or kept failing after its retries."""
+    """The model could not be reached, kept failing after its retries, or gave a reply that is not an answer."""
+
+
+# a log-probability a little above 0 is float rounding of a probability of 1; more is no probability
+LOGPROB_SLACK = 1e-4
+TOP_LOGPROBS = 20  # the most alternatives a token OpenAI gives
+
+
+def check_sampling(temperature: float, top_p: float) -> None:
+    """Refuse sampling settings no server can honour (one line naming the setting)."""
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise CmalignError(f"{{=temperature}} {temperature}: must be a finite number, 0 or more (0: greedy)")
+    if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise CmalignError(f"{{=top_p}} {top_p}: must be above 0 and at most 1")
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,13 @@ class ChatRequest:
     top_p: float = 1.0
     seed: int = 0
     top_logprobs: int = 0  # ask for each answer token's N most likely alternatives (0: none)
+
+    def __post_init__(self) -> None:
+        check_sampling(self.temperature, self.top_p)
+        if not (isinstance(self.max_tokens, int) and self.max_tokens >= 1):
+            raise CmalignError(f"max_tokens {self.max_tokens}: must be an integer, 1 or more")
+        if not (isinstance(self.top_logprobs, int) and 0 <= self.top_logprobs <= TOP_LOGPROBS):
+            raise CmalignError(f"top_logprobs {self.top_logprobs}: must be an integer from 0 to {TOP_LOGPROBS}")
 
     @classmethod
     def of(cls, messages: Sequence[Message], **decoding) -> ChatRequest:
@@ -103,6 +128,43 @@ class Completion:
     def rejected(self) -> bool:
         """The server refused this request (not cached: a rerun asks again)."""
         return self.finish_reason.startswith("rejected")
+
+
+def completion_problem(completion: Completion) -> str | None:
+    """Why ``completion`` is not an answer that may be kept (None: it may): the cache stores and
+    serves only completions this accepts."""
+    c = completion
+    if not isinstance(c.text, str):
+        return f"the reply's text is a {type(c.text).__name__}, not a string"
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = getattr(c, name)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return f"the reply's {name} {value!r} is not a count"
+    if not isinstance(c.finish_reason, str) or c.rejected or c.finish_reason == "dry-run":
+        return f"the reply is no answer (finish reason {c.finish_reason!r})"
+    if c.logprobs is not None:
+        if not c.logprobs:
+            return "the reply's log-probabilities name no token"
+        for choice in c.logprobs:
+            if not isinstance(choice, TokenChoice) or not isinstance(choice.token, str):
+                return "the reply's log-probabilities are malformed"
+            pairs = ((choice.token, choice.logprob), *choice.alternatives)
+            for pair in pairs:
+                if len(pair) != 2 or not isinstance(pair[0], str):
+                    return "the reply's log-probabilities are malformed"
+                problem = logprob_problem(pair[1])
+                if problem:
+                    return f"the reply gives the token {pair[0]!r} {problem}"
+    return None
+
+
+def logprob_problem(value: object) -> str | None:
+    """Why ``value`` is not a log-probability (None: it is one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"a log-probability of {value!r}, not a number"
+    if not math.isfinite(value) or value > LOGPROB_SLACK:
+        return f"a log-probability of {value!r}: not the logarithm of a probability (finite, at most 0)"
+    return None
 
 
 @dataclass
@@ -176,12 +238,29 @@ class ResponseCache:
             raise CmalignError(f"{self.path}: cannot use as a response cache ({exc})") from None
 
     def get(self, key: str) -> Completion | None:
-        row = self._db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason, logprobs "
-                               "FROM completions WHERE key = ?", (key,)).fetchone()
+        """The completion stored for ``key``; None when there is none, or when the row stored cannot
+        be read as a valid answer (it is dropped: the request is asked again)."""
+        try:
+            row = self._db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason, logprobs "
+                                   "FROM completions WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CmalignError(f"{self.path}: cannot read the response cache ({exc}); move it away to start "
+                               "a new one") from None
         if row is None:
             return None
         *fields, logprobs = row
-        return Completion(*fields, cached=True, logprobs=_logprobs_from_json(logprobs))
+        try:
+            completion = Completion(*fields, cached=True, logprobs=_logprobs_from_json(logprobs))
+        except (ValueError, TypeError, RecursionError):  # a logprobs column that is no list of tokens
+            completion = None
+        if completion is None or completion_problem(completion):
+            self.drop(key)
+            return None
+        return completion
+
+    def drop(self, key: str) -> None:
+        """Forget the completion stored for ``key`` (a row that cannot be read, say)."""
+        self._write("DELETE FROM completions WHERE key = ?", (key,))
 
     @staticmethod
     def record(model: str, request: ChatRequest) -> str:
@@ -190,13 +269,28 @@ class ResponseCache:
                           ensure_ascii=False)
 
     def put(self, key: str, model: str, request: ChatRequest, completion: Completion) -> None:
+        """Store ``completion``; one that :func:`completion_problem` refuses is an error, never a row."""
+        problem = completion_problem(completion)
+        if problem:
+            raise BackendError(f"{model}: a reply not kept in the response cache: {problem}")
         record = self.record(model, request)
-        self._db.execute("INSERT OR REPLACE INTO completions (key, model, request, text, prompt_tokens, "
-                         "completion_tokens, finish_reason, created, logprobs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         (key, model, record, completion.text, completion.prompt_tokens,
-                          completion.completion_tokens, completion.finish_reason, time.time(),
-                          _logprobs_to_json(completion.logprobs)))
-        self._db.commit()
+        self._write("INSERT OR REPLACE INTO completions (key, model, request, text, prompt_tokens, "
+                    "completion_tokens, finish_reason, created, logprobs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, model, record, completion.text, completion.prompt_tokens,
+                     completion.completion_tokens, completion.finish_reason, time.time(),
+                     _logprobs_to_json(completion.logprobs)))
+
+    def _write(self, statement: str, values: tuple) -> None:
+        try:
+            self._db.execute(statement, values)
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:  # a full disk, a read-only file: the answers stored before stay
+            try:
+                self._db.rollback()
+            except sqlite3.DatabaseError:
+                pass
+            raise CmalignError(f"{self.path}: cannot write the response cache ({exc}); every answer stored "
+                               "before is kept in it") from None
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
@@ -216,12 +310,15 @@ def _logprobs_to_json(logprobs: tuple[TokenChoice, ...] | None) -> str | None:
     if logprobs is None:
         return None
     return json.dumps([[c.token, c.logprob, [list(a) for a in c.alternatives]] for c in logprobs],
-                      ensure_ascii=False)
+                      ensure_ascii=False, allow_nan=False)
 
 
 def _logprobs_from_json(text: str | None) -> tuple[TokenChoice, ...] | None:
+    """The stored log-probabilities; ValueError or TypeError when the column holds something else."""
     if text is None:
         return None
+    if not isinstance(text, str):
+        raise TypeError("not text")
     return tuple(TokenChoice(token, logprob, tuple((t, lp) for t, lp in alternatives))
                  for token, logprob, alternatives in json.loads(text))
 
@@ -233,14 +330,26 @@ def default_cache_path() -> Path:
 
 
 Store = Callable[[int, Completion], None]
+# why a reply cannot be read as the answer its request asks for (None: it can); see ChatBackend.complete
+Check = Callable[[ChatRequest, Completion], "str | None"]
 
 
 class ChatBackend(ABC):
-    """Answers chat requests; subclasses implement :meth:`_send` for the requests not cached."""
+    """Answers chat requests; subclasses implement :meth:`_send` for the requests not cached.
+
+    ``max_calls`` caps the attempts this backend makes, retries included: what a server can bill.
+    A subclass that sends over the network calls :meth:`spend` before every attempt; for the others
+    each answer is one attempt.
+    """
+
+    counts_attempts = False  # True: the subclass calls spend() before each attempt itself
 
     def __init__(self, *, cache: ResponseCache | None = None, max_calls: int | None = None) -> None:
+        if max_calls is not None and not (isinstance(max_calls, int) and max_calls >= 0):
+            raise CmalignError(f"{{=max_calls}} {max_calls}: must be a whole number, 0 or more")
         self.cache = cache if cache is not None else ResponseCache()
         self.max_calls = max_calls
+        self.attempts = 0  # requests that went out (retries included): what max_calls caps
         self.usage = Usage()
         self.dry_run = False  # answer from the cache only; count the rest in self.plan
         self.plan = Plan()
@@ -264,6 +373,20 @@ class ChatBackend(ABC):
     def model_id(self) -> str:
         """Names the model exactly (cache keys and annotator identities use it); never a secret."""
 
+    @property
+    def where(self) -> str:
+        """The model as a message names it (with its server, where it has one; never a secret)."""
+        return self.model_id
+
+    def spend(self) -> None:
+        """Count one attempt; :class:`BudgetExceeded` instead when it would pass ``max_calls``."""
+        if self.max_calls is not None and self.attempts >= self.max_calls:
+            raise BudgetExceeded(
+                f"{self.where}: the {self.max_calls} requests {{=max_calls}} allows are spent (retries of "
+                "failing requests count: each is billed as one); nothing more was sent, and every answer "
+                "received so far is in the cache")
+        self.attempts += 1
+
     @abstractmethod
     def _send(self, requests: Sequence[ChatRequest], store: Store) -> None:
         """Answer every request, calling ``store(i, completion)`` for each as soon as it is done.
@@ -278,13 +401,21 @@ class ChatBackend(ABC):
         chars = [len(self.cache.record(self.model_id, r)) for r in requests]
         return round(sum(chars) * per_char) if per_char else sum(chars) // 4
 
-    def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        """The completion of each request, from the cache where possible (one send per distinct request)."""
+    def complete(self, requests: Sequence[ChatRequest], check: Check | None = None) -> list[Completion]:
+        """The completion of each request, from the cache where possible (one send per distinct request).
+
+        ``check`` says why a reply cannot be read as the answer its request asks for (an annotator's
+        own reading of it): such a reply is a :class:`BackendError` naming the server and the reason,
+        and is never cached; a cached one is asked again.
+        """
         keys = [r.key(self.model_id) for r in requests]
         distinct = {key: request for key, request in zip(keys, requests)}
         done: dict[str, Completion] = {}
-        for key in distinct:
+        for key, request in distinct.items():
             hit = self.cache.get(key)
+            if hit is not None and check is not None and check(request, hit):
+                self.cache.drop(key)  # an answer an older cmalign kept that cannot be read: asked again
+                hit = None
             if hit is not None:
                 done[key] = hit
         todo = [(key, request) for key, request in distinct.items() if key not in done]
@@ -298,18 +429,23 @@ class ChatBackend(ABC):
             self.plan.cache_hits += len(requests) - len(new)
             empty = Completion("", 0, 0, finish_reason="dry-run")
             return [done.get(key, empty) for key in keys]
-        if todo and self.max_calls is not None and self.usage.sent + len(todo) > self.max_calls:
+        if todo and self.max_calls is not None and self.attempts + len(todo) > self.max_calls:
             raise BudgetExceeded(
                 f"the next step needs {len(todo)} new requests to {self.model_id}, but only "
-                f"{self.max_calls - self.usage.sent} of the {self.max_calls} allowed (--max-calls) remain; "
+                f"{self.max_calls - self.attempts} of the {self.max_calls} allowed ({{=max_calls}}) remain; "
                 "nothing was sent for it, and every answer received so far is in the cache")
 
         def store(i: int, completion: Completion) -> None:
             key, request = todo[i]
+            if not self.counts_attempts:
+                self.spend()
             if completion.rejected:
                 self.rejected += 1
                 self.last_rejection = completion.finish_reason
             else:
+                problem = completion_problem(completion) or (check(request, completion) if check else None)
+                if problem:
+                    raise BackendError(f"{self.where}: {problem}")
                 self.cache.put(key, self.model_id, request, completion)
             done[key] = completion
             self.usage.sent += 1

@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..annotators.base import Annotator
-from ..annotators.registry import BackendOptions, is_chat, make_annotator, make_backend
+from ..annotators.registry import BackendOptions, is_backend, is_chat, make_annotator, make_backend
 from ..chat.backend import ChatBackend
 from ..encoder import SentenceEncoder, default_encoder
 from ..errors import CmalignError, DataError
@@ -73,8 +73,10 @@ class Model:
         o = self.options
         if isinstance(pool, MemoryBank):
             pool = ([s.text for s in pool.samples], [s.label for s in pool.samples])
-        annotator = make_annotator(o.annotator, self.encoder, o.backend, strategy=o.strategy,
-                                   prompts=o.prompt_templates(), shots=o.shots, pool=pool, decoding=o.decoding)
+        prompts = o.prompt_templates()  # settings and templates are checked before the model loads
+        backend = make_backend(o.annotator, o.backend) if is_backend(o.annotator) else None
+        annotator = make_annotator(o.annotator, self.encoder, o.backend, strategy=o.strategy, prompts=prompts,
+                                   shots=o.shots, pool=pool, decoding=o.decoding, backend=backend)
         if annotator.backend is not None:
             annotator.backend.progress = self.progress.enabled and self.progress.terminal
         return annotator

@@ -1,9 +1,11 @@
 """Every prompt cmalign sends to a chat model, in one place.
 
-``cmalign prompts`` prints them as a TOML file; edit any of them and pass the file with
-``--prompts FILE`` to use yours instead. Templates are Python format strings; each may use only the
-fields listed for it in :data:`FIELDS`, and a file that uses another field, misses a required one,
-or names an unknown template is refused with the file and template named.
+``cmalign prompts`` prints them as a TOML file; edit any of them and pass the file as the
+``prompts`` setting to use yours instead. Templates are Python format strings; each may use only
+the fields listed for it in :data:`FIELDS`, each as a plain ``{field}`` (no format spec, conversion,
+attribute or index: the texts filled in are strings, and a spec would fail only when the template
+is used), and a file that uses another field, misses a required one, or names an unknown template
+is refused with the file and template named, when it is loaded.
 """
 
 from __future__ import annotations
@@ -108,9 +110,16 @@ REQUIRED = {"system": {"labels"}, "query": {"text"}, "few_shot": {"examples", "t
 
 def _check(name: str, template: str, path: Path) -> None:
     try:
-        used = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+        parsed = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(template)
+                  if field is not None]
     except ValueError as exc:
         raise DataError(f"template {name!r}: {exc} (write a literal brace as {{{{ or }}}})", path) from None
+    for field, spec, conversion in parsed:
+        if spec or conversion:
+            written = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise DataError(f"template {name!r} writes {written}; a field is filled in as it is: write "
+                            f"{{{field}}}", path)
+    used = {field for field, _, _ in parsed}
     unknown = used - FIELDS[name]
     if unknown:
         raise DataError(f"template {name!r} uses {{{sorted(unknown)[0]}}}; it may use only "

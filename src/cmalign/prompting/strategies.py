@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..annotators.base import Annotation, Annotator
-from ..chat.backend import ChatBackend, ChatRequest, Completion, Message
+from ..chat.backend import ChatBackend, ChatRequest, Completion, Message, check_sampling
 from ..errors import CmalignError
 from ..labels import LabelSet, Resolved, first_line, normalize
 from .prompts import Prompts
@@ -94,10 +94,11 @@ class Decoding:
     samples: int = 1
 
     def __post_init__(self) -> None:
+        check_sampling(self.temperature, self.top_p)
         if self.samples < 1:
-            raise CmalignError(f"--samples {self.samples} is below 1")
+            raise CmalignError(f"{{=samples}} {self.samples} is below 1")
         if self.samples > 1 and not self.temperature > 0:
-            raise CmalignError(f"--samples {self.samples} needs a --temperature above 0: greedy answers "
+            raise CmalignError(f"{{=samples}} {self.samples} needs a {{=temperature}} above 0: greedy answers "
                                "to one prompt are all the same")
 
 
@@ -128,7 +129,7 @@ class ChatAnnotator(Annotator):
         if strategy in NEEDS_EXAMPLES and retriever is None:
             raise ValueError(f"strategy {strategy!r} needs labelled examples to retrieve from")
         if strategy == "refine" and decoding is not None and decoding.samples > 1:
-            raise CmalignError("refine judges and revises one answer: --samples applies to vanilla, cot, fot "
+            raise CmalignError("refine judges and revises one answer: {=samples} applies to vanilla, cot, fot "
                                "and consistent")
         self.backend = backend
         self.strategy = strategy
