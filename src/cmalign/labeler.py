@@ -23,6 +23,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
@@ -351,7 +352,7 @@ def _refuse_constant(name: str) -> float:
 
 def _plain(value: Any) -> Any:
     """A parameter as a state file records it: plain JSON values as they are, anything else by repr."""
-    value = value.value if hasattr(value, "value") and isinstance(value, str) else value
+    value = value.value if isinstance(value, Enum) else value
     try:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError):
