@@ -97,7 +97,7 @@ def test_clone_get_and_set_params(name, annotator, encoder, fitted):
         if key in params:
             assert params[key] is getattr(method, key)
     assert repr(copy).startswith(f"{type(method).__name__}(")
-    with pytest.raises(ValueError, match="has no parameter 'bogus'"):
+    with pytest.raises(ValueError, match="Invalid parameter 'bogus'"):  # scikit-learn's set_params
         copy.set_params(bogus=1)
 
 
@@ -110,6 +110,32 @@ def test_clone_of_the_combined_model_prints_its_parameters(annotator):
     assert text == f"CombinedCM(annotator=EmbeddingAnnotator({annotator.identity!r}))"
     knn = make_method("knn", annotator).set_params(ks=(1, 3))
     assert knn.ks == (1, 3) and "ks=(1, 3)" in repr(knn)
+
+
+def test_every_grid_is_a_parameter_with_its_default_and_fit_checks_it(annotator, task):
+    from sklearn.base import clone
+
+    from cmalign.method import TransductiveCM, combined, transductive
+
+    best = make_method("cm_best", annotator)
+    params = best.get_params()
+    assert params["fractions"] == transductive.FRACTIONS and params["sample"] == transductive.SAMPLE
+    assert params["taus"] == combined.TAUS and params["cross_folds"] == 2 and params["neighbours"] == 10
+    assert best.sample_limit == transductive.SAMPLE
+    small = clone(best).set_params(sample=500, alphas=(0.0, 0.5))
+    assert small.sample_limit == 500 and "sample=500" in repr(small) and "alphas=(0.0, 0.5)" in repr(small)
+    labels, texts, y, answers, _, _ = task
+    for name, value, expected in (("alphas", (0.0, 1.0), "non-empty tuple of numbers at least 0 and below 1"),
+                                  ("fractions", (), "non-empty tuple"), ("neighbours", 0, "whole number at least 1"),
+                                  ("sample", 2.5, "whole number"), ("taus", (1.0, float("nan")), "numbers at least 0")):
+        bad = TransductiveCM(annotator, **{name: value})
+        with pytest.raises(CmalignError, match=re.escape(f"{name} {value!r}: must be")) as caught:
+            bad.fit(texts, y, label_set=labels, answers=answers)
+        assert expected in str(caught.value) and caught.value.render({name: f"--{name}"}).startswith(f"--{name} ")
+        assert not bad.is_fitted
+    with pytest.raises(CmalignError, match=r"instance_dependent 1: must be one of False, True"):
+        make_method("cm_marg", annotator).set_params(instance_dependent=1).fit(texts, y, label_set=labels,
+                                                                                answers=answers)
 
 
 def test_every_method_reads_an_annotator_without_scores_through_its_answers(encoder):
@@ -169,7 +195,7 @@ def test_logreg_is_scikit_learns_regression_with_columns_over_the_whole_label_se
     assert np.all(probs[:, absent] == 0.0)  # a label the user never gave is never predicted
 
 
-@pytest.mark.parametrize("name", ["cm_best", "cm_ibank", "knn", "logreg"])
+@pytest.mark.parametrize("name", ["cm_best", "cm_stack", "cm_ibank", "cm_marg", "knn", "logreg"])
 def test_a_saved_state_is_used_again_and_gives_the_same_labels(name, task, annotator, encoder, tmp_path):
     labels, texts, y, _, new, _ = task
     first = Labeler(annotator, name, encoder=encoder).fit(texts, y, label_set=labels)
@@ -205,6 +231,128 @@ def test_a_state_for_another_bank_or_method_is_not_used(task, annotator, encoder
         assert np.allclose(old.method_.predict_proba(new), fitted.method_.predict_proba(new), atol=1e-12)
     rule = Labeler.load(tmp_path / "bank.json", annotator, "cm_remap", encoder=encoder)
     assert rule.refit_reason is None and rule.method_.bank_ is rule.bank_  # the rules need only the bank
+
+
+def _rewrite_state(path, change):
+    """The state file at ``path`` written again with ``change(meta, arrays)`` applied."""
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files if name != "__meta__"}
+        meta = json.loads(str(data["__meta__"]))
+    change(meta, arrays)
+    np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+
+
+@pytest.fixture(scope="module")
+def saved_stack(task, annotator, encoder, tmp_path_factory):
+    """cm_stack fitted and saved once: the bank, the state's bytes and the probabilities it gives."""
+    labels, texts, y, _, new, _ = task
+    folder = tmp_path_factory.mktemp("stack")
+    labeler = Labeler(annotator, "cm_stack", encoder=encoder).fit(texts, y, label_set=labels)
+    labeler.save(folder / "bank.json")
+    return folder, (folder / "bank.cm_stack.npz").read_bytes(), labeler.method_.predict_proba(new[:100])
+
+
+def _flip(blob: bytes, where: float) -> bytes:
+    i = int(len(blob) * where)
+    return blob[:i] + bytes([blob[i] ^ 0x10]) + blob[i + 1:]
+
+
+DAMAGE = {
+    "zero bytes": lambda blob, path: path.write_bytes(b""),
+    "truncated": lambda blob, path: path.write_bytes(blob[:len(blob) // 2]),
+    "one flipped byte in an array": lambda blob, path: path.write_bytes(_flip(blob, 0.5)),
+    "one flipped byte in the zip directory": lambda blob, path: path.write_bytes(_flip(blob, 0.995)),
+    "meta of the wrong type": lambda blob, path: _rewrite_state(path, lambda m, a: m.update(values=[1, 2])),
+    "meta not a record": lambda blob, path: np.savez(path, __meta__=np.array("[1, 2]"), weights_=np.zeros(7)),
+    "an array of the wrong shape": lambda blob, path: _rewrite_state(path, lambda m, a: a.update(weights_=np.ones(6))),
+    "an array of the wrong dtype": lambda blob, path: _rewrite_state(
+        path, lambda m, a: a.update(yp_=a["yp_"].astype(np.float64))),
+    "arrays that disagree": lambda blob, path: _rewrite_state(path, lambda m, a: a.update(W_=a["W_"][:, :-1])),
+    "NaN weights": lambda blob, path: _rewrite_state(path, lambda m, a: a.update(weights_=np.full(7, np.nan))),
+    "an infinite vector": lambda blob, path: _rewrite_state(path, lambda m, a: a["Xp_"].__setitem__((0, 0), np.inf)),
+    "a label index out of range": lambda blob, path: _rewrite_state(path, lambda m, a: a["yp_"].__setitem__(0, 99)),
+    "an array missing": lambda blob, path: _rewrite_state(path, lambda m, a: a.pop("W_")),
+    "a value of the wrong kind": lambda blob, path: _rewrite_state(path, lambda m, a: m["values"].update(k_="7")),
+    "a NaN value": lambda blob, path: _rewrite_state(path, lambda m, a: m["values"].update(tau_=float("nan"))),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_a_damaged_state_is_refitted_from_the_bank_with_a_warning(kind, saved_stack, task, annotator, encoder,
+                                                                   caplog):
+    folder, blob, probs = saved_stack
+    state = folder / "bank.cm_stack.npz"
+    DAMAGE[kind](blob, state)
+    try:
+        with caplog.at_level("WARNING", logger="cmalign.labeler"):
+            loaded = Labeler.load(folder / "bank.json", annotator, "cm_stack", encoder=encoder)
+    finally:
+        state.write_bytes(blob)
+    assert loaded.refit_reason.startswith(("bank.cm_stack.npz: unreadable", "bank.cm_stack.npz: damaged")), \
+        loaded.refit_reason
+    assert "fitted again from the bank" in caplog.text and "bank.cm_stack.npz" in caplog.text
+    again = loaded.method_.predict_proba(task[4][:100])
+    assert np.isfinite(again).all() and np.allclose(again, probs, atol=1e-12)
+
+
+def test_nan_weights_in_cm_best_s_state_never_give_nan_labels(task, annotator, encoder, tmp_path):
+    labels, texts, y, _, new, _ = task
+    fitted = Labeler(annotator, "cm_best", encoder=encoder).fit(texts, y, label_set=labels)
+    fitted.save(tmp_path / "bank.json")
+    _rewrite_state(tmp_path / "bank.cm_best.npz", lambda m, a: a.update(weights_user_=np.full(7, np.nan)))
+    loaded = Labeler.load(tmp_path / "bank.json", annotator, "cm_best", encoder=encoder)
+    assert loaded.refit_reason == "bank.cm_best.npz: damaged (weights_user_ holds NaN or infinite values)"
+    records = [r for chunk in loaded.label(new[:50]) for r in chunk]
+    assert all(np.isfinite(r.confidence) for r in records)
+    assert records == fitted.method_.records(new[:50])
+
+
+def test_a_state_saved_with_other_settings_is_refitted(task, annotator, encoder, tmp_path):
+    """The identity holds every hyperparameter, grids and sample size included: a state saved with
+    another setting (a cmalign whose defaults differed) is fitted again, never read as this one's."""
+    labels, texts, y, _, _, _ = task
+    Labeler(annotator, "cm_best", encoder=encoder).fit(texts, y, label_set=labels).save(tmp_path / "bank.json")
+    with np.load(tmp_path / "bank.cm_best.npz") as data:
+        params = json.loads(str(data["__meta__"]))["params"]
+    assert params["fractions"] == [0.0, 0.25, 0.5, 0.75, 1.0] and params["sample"] == 4096
+    assert {"taus", "ks", "lambdas", "folds", "stack_l2", "name_temperatures", "name_weights", "name_rounds",
+            "alphas", "neighbours", "cross_folds", "iterations"} <= set(params)
+    for name, value in (("sample", 1000), ("fractions", [0.0, 0.5]), ("taus", [1.0])):
+        _rewrite_state(tmp_path / "bank.cm_best.npz", lambda m, a: m["params"].update({name: value}))
+        loaded = Labeler.load(tmp_path / "bank.json", annotator, "cm_best", encoder=encoder)
+        assert loaded.refit_reason == "bank.cm_best.npz: saved for another params"
+
+
+def test_a_failed_state_write_leaves_the_old_bank_and_the_old_state(task, annotator, encoder, tmp_path):
+    """A full disk while the state is written (here: a file-size limit the bank fits under and the
+    state does not) changes neither file: the bank is written only once the state's bytes are."""
+    import resource
+    import signal
+
+    from cmalign import DataError
+
+    labels, texts, y, _, new, _ = task
+    old = Labeler(annotator, "cm_stack", encoder=encoder).fit(texts[:-20], y[:-20], label_set=labels)
+    old.save(tmp_path / "bank.json")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    bank_size, state_size = (len(before[name]) for name in ("bank.json", "bank.cm_stack.npz"))
+    assert bank_size * 2 < state_size // 2
+    new_labeler = Labeler(annotator, "cm_stack", encoder=encoder).fit(texts, y, label_set=labels)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails (EFBIG)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (bank_size * 2, hard))
+    try:
+        with pytest.raises(DataError, match="bank.cm_stack.npz: cannot write"):
+            new_labeler.save(tmp_path / "bank.json")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before   # no temporary file left either
+    reloaded = Labeler.load(tmp_path / "bank.json", annotator, "cm_stack", encoder=encoder)
+    assert reloaded.refit_reason is None
+    assert np.array_equal(reloaded.method_.predict_proba(new[:50]), old.method_.predict_proba(new[:50]))
+    new_labeler.save(tmp_path / "bank.json")   # without the limit: both files, a matching pair
+    assert Labeler.load(tmp_path / "bank.json", annotator, "cm_stack", encoder=encoder).refit_reason is None
 
 
 def test_labeler_refuses_what_it_cannot_do(annotator, tmp_path):

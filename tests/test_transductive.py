@@ -51,7 +51,7 @@ def test_before_adapt_it_is_cm_stack_on_centred_vectors_and_after_it_labels_bett
                        atol=1e-12, rtol=0)
     assert not np.allclose(fresh.predict_proba(corpus, answers=answers), stack.predict_proba(corpus, answers=answers))
     fresh.adapt(corpus, answers=answers)
-    assert fresh.fraction_ in transductive.FRACTIONS and fresh.alpha_ in transductive.ALPHAS
+    assert fresh.fraction_ in fresh.fractions and fresh.alpha_ in fresh.alphas
     assert (fresh.fraction_, fresh.alpha_) != (0.0, 0.0)  # 1% of MASSIVE: the corpus has much to teach
     before = accuracy(stack.predict(corpus, answers=answers), gold)
     after = accuracy(fresh.predict(corpus, answers=answers), gold)
@@ -139,7 +139,7 @@ def test_label_names_refined_on_the_corpus_label_it_better_without_reading_a_lab
     # the setting is the one whose zero-shot classifier fits the user's labels best
     yi = np.array([ds.labels.index(label) for label in y])
     V, setting, loglik = transductive.choose_names(L, X, model.Xp_[:model.n_user_], yi)
-    assert setting[0] in transductive.NAME_TEMPERATURES and setting[1] in transductive.NAME_WEIGHTS
+    assert setting[0] in model.name_temperatures and setting[1] in model.name_weights
     assert np.array_equal(V, transductive.refined_names(L, X, *setting))
     other = transductive.refined_names(L, X, 0.02, 0.5)
     Z = model.Xp_[:model.n_user_] @ other.T

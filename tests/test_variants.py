@@ -50,6 +50,16 @@ def test_a_single_count_moves_an_answer_only_as_far_as_the_prior_allows():
     assert m.proba_evidence(one_hot_evidence(np.eye(4)[[0]], [0], C=4))[0].argmax() == 2
 
 
+def test_the_grids_given_are_the_ones_chosen_from():
+    ev = one_hot_evidence(np.eye(4)[[0, 1, 1, 1]], [0, 1, 1, 1], C=4)
+    default = fitted(marginal_model(False), ev, [2, 1, 1, 1])
+    assert default.alpha_ in marginal.ALPHAS and default.beta_ in marginal.BETAS
+    narrow = fitted(MarginalCM(None, alphas=(3.0,), betas=(0.7,)), ev, [2, 1, 1, 1])
+    assert (narrow.alpha_, narrow.beta_) == (3.0, 0.7)
+    ident = fitted(MarginalCM(None, instance_dependent=True, bandwidths=(0.3,)), ev, [2, 1, 1, 1])
+    assert ident.bandwidth_ == 0.3
+
+
 def test_instance_dependent_bank_tells_apart_what_the_global_bank_cannot():
     # the annotator says 0 everywhere; near direction a the user means 1, near direction b 2
     rng = np.random.default_rng(1)
@@ -136,8 +146,8 @@ def test_marginal_variants_on_real_data(annotator, massive_run):
     base = accuracy([a.label for a in annotator.annotate(eval_texts, ds.labels)], gold)
     for instance_dependent in (False, True):
         m = MarginalCM(annotator, instance_dependent=instance_dependent).fit(pref_texts, pref_labels, label_set=ds.labels)
-        assert m.alpha_ in marginal.ALPHAS and m.beta_ in marginal.BETAS
-        assert (m.bandwidth_ in marginal.BANDWIDTHS) if instance_dependent else m.bandwidth_ is None
+        assert m.alpha_ in m.alphas and m.beta_ in m.betas
+        assert (m.bandwidth_ in m.bandwidths) if instance_dependent else m.bandwidth_ is None
         assert accuracy(m.predict(eval_texts), gold) > base  # massive's annotator is systematically off
 
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -35,14 +37,16 @@ from .errors import CmalignError, DataError
 from .files import write_atomically
 from .labels import LabelSet
 from .method.bank import MemoryBank
-from .method.base import Method, Record
+from .method.base import Method, Record, StateError
 from .method.registry import METHODS, RULES, default_method, make_method
 from .chunks import batched
 from .output import LabelledOutput, tally
 from .process import trim_memory
 
+log = logging.getLogger(__name__)
 STATE_FORMAT = "cmalign-method-state"
-STATE_VERSION = 3  # 2: cm_best keeps the model of the user's labels alone (L_user_, weights_user_, ...); 3: and its centre_
+# what a state file's arrays and values mean; the hyperparameters are in its identity (get_params)
+STATE_VERSION = 3
 
 
 class Engine(Protocol):
@@ -93,6 +97,7 @@ class Labeler:
         self._new_method()  # an unknown method or one this annotator cannot feed fails here, not later
         self.refit_reason: str | None = None
         self.pins_: dict[str, np.ndarray] = {}  # the vectors of the sample adapt() learned from
+        self.adapted_ = 0  # how many items adapt() learned from
 
     def _new_method(self) -> Method:
         return make_method(self.method, self.annotator, self.encoder)
@@ -115,7 +120,7 @@ class Labeler:
         label_set = label_set if label_set is not None else LabelSet.of(y)
         answers = [answer for chunk in batched(texts, self.chunk_size)
                    for answer in self.annotator.annotate(chunk, label_set)]
-        backend = getattr(self.annotator, "backend", None)
+        backend = self.annotator.backend
         if backend is not None and all(not a.raw for a in answers) and backend.rejected:
             raise CmalignError(f"{backend.model_id} refused every request about the {len(texts)} preference "
                                f"samples; the last refusal: {backend.last_rejection.removeprefix('rejected: ')}")
@@ -127,25 +132,36 @@ class Labeler:
         return self
 
     def save(self, path: str | Path) -> list[Path]:
-        """Write the bank (readable JSON) and, where the method learned more, its state beside it."""
+        """Write the bank (readable JSON) and, where the method learned more, its state beside it,
+        as one unit: the state's bytes are written first, the bank is written and renamed into
+        place inside that write, and the state renamed last. A failure while writing either leaves
+        the old bank and the old state as they were; the one later step that can fail (the state's
+        rename) leaves a new bank beside an old state, whose identity names another bank, so it
+        is refitted, never misread."""
         path = Path(path)
-        self._bank().save(path)
-        written = [path]
+        bank = self._bank()
         arrays, values = self.method_.state()
-        if arrays or values:
-            meta = {"format": STATE_FORMAT, "version": STATE_VERSION, **self._identity(), "values": values}
-            target = state_path(path, self.method)
-            write_atomically(target, lambda handle: np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays))
-            written.append(target)
-        return written
+        if not (arrays or values):
+            bank.save(path)
+            return [path]
+        meta = {"format": STATE_FORMAT, "version": STATE_VERSION, **self._identity(self.method_), "values": values}
+        target = state_path(path, self.method)
 
-    def _identity(self) -> dict[str, Any]:
-        """What a saved state must agree with to be used again."""
-        encoder = getattr(self.method_, "encoder_", None)
-        params = {name: _plain(value) for name, value in self.method_.get_params().items()
+        def write(handle: BinaryIO) -> None:
+            np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays)
+            bank.save(path)
+
+        write_atomically(target, write, sidecar=True)
+        return [path, target]
+
+    def _identity(self, method: Method) -> dict[str, Any]:
+        """What a saved state must agree with to be used again: the method's class and every
+        hyperparameter (``get_params``), the bank, the annotator and the encoder."""
+        params = {name: _plain(value) for name, value in method.get_params(deep=False).items()
                   if name not in ("annotator", "encoder")}
-        return {"method": self.method, "class": type(self.method_).__name__, "params": params,
-                "bank": self.bank_.digest(), "annotator": self.annotator.identity,
+        encoder = method._encoder() if method.uses_encoder else None
+        return {"method": self.method, "class": type(method).__name__, "params": params,
+                "bank": self._bank().digest(), "annotator": self.annotator.identity,
                 "encoder": None if encoder is None else encoder.identity}
 
     @classmethod
@@ -194,21 +210,35 @@ class Labeler:
         return labeler
 
     def _restore(self, method: Method, saved: Path) -> str | None:
-        """Set ``method_`` from a state file; None if done, else why it could not be used."""
+        """Set ``method_`` from a state file; None if done, else why it could not be used (a
+        damaged file is also logged as a warning: the method is fitted again)."""
+        reason = self._state_problem(method, saved)
+        if reason is not None and reason.startswith(("unreadable", "damaged")):
+            log.warning("%s: %s; %s is fitted again from the bank", saved, reason, self.method)
+        return reason
+
+    def _state_problem(self, method: Method, saved: Path) -> str | None:
         try:
             with np.load(saved, allow_pickle=False) as data:
-                meta = json.loads(str(data["__meta__"]))
+                if "__meta__" not in data.files:
+                    return "unreadable (no __meta__)"
+                meta = json.loads(str(data["__meta__"][()]), parse_constant=_refuse_constant)
                 arrays = {name: data[name] for name in data.files if name != "__meta__"}
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        # any failure to parse a file from disk (a cut, a flipped byte, a zip of something else:
+        # zipfile, numpy and json each raise their own) means the same: it cannot be used
+        except Exception as exc:
             return f"unreadable ({type(exc).__name__})"
+        if not isinstance(meta, dict) or not isinstance(meta.get("values"), dict):
+            return "damaged (its meta is not the record cmalign writes)"
         if meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
             return "not a state file this cmalign reads"
-        self.method_ = method.restore(self.bank_, arrays, meta.get("values", {}))
-        expected = self._identity()
-        differs = [key for key, value in expected.items() if meta.get(key) != value]
+        differs = [key for key, value in self._identity(method).items() if meta.get(key) != value]
         if differs:
-            del self.method_
             return f"saved for another {differs[0]}"
+        try:
+            self.method_ = method.restore(self.bank_, arrays, meta["values"])
+        except StateError as exc:
+            return f"damaged ({exc})"
         return None
 
     # -- learning from the corpus ----------------------------------------------------------------
@@ -220,7 +250,8 @@ class Labeler:
         self.adapted_, self.pins_ = 0, {}
         if not self.method_.transductive or size < 1 or total < 1:
             return 0
-        size = min(size, total, getattr(self.method_, "sample_limit", size))  # never read more than it uses
+        limit = self.method_.sample_limit
+        size = min(size, total, size if limit is None else limit)  # never read more than it uses
         keep = np.sort(np.random.default_rng(0).choice(total, size=size, replace=False))
         texts: list[str] = []
         for i, item in enumerate(items):
@@ -228,7 +259,7 @@ class Labeler:
                 texts.append(item.text)
                 if len(texts) == size:
                     break  # the rest of the file is not needed
-        encoder = getattr(self.method_, "encoder_", None)
+        encoder = self.method_.encoder_
         if encoder is None:
             self.method_.adapt(texts)
         else:
@@ -249,7 +280,7 @@ class Labeler:
     def records(self, texts: list[str]) -> list[Record]:
         """The method's record for each of ``texts`` (one chunk), the sample :meth:`adapt` read
         taking the vectors it was encoded with there (see :meth:`SentenceEncoder.pinned`)."""
-        encoder = getattr(self.method_, "encoder_", None)
+        encoder = self.method_.encoder_
         with encoder.pinned(self.pins_) if self.pins_ and encoder is not None else contextlib.nullcontext():
             return self.method_.records(texts)
 
@@ -264,7 +295,7 @@ class Labeler:
         kept, items labelled, how often each outcome occurred); ``progress(n)`` is called as ``n``
         more are labelled, ``resumed(n)`` once with the number an earlier run had done."""
         run = {"bank": self._bank().digest(), "annotator": self.annotator.identity, "method": self.method,
-               "adapt": getattr(self, "adapted_", 0) if self.method_.transductive else None,
+               "adapt": self.adapted_ if self.method_.transductive else None,
                "input": None if input_path is None else str(Path(input_path).resolve())}
         items = iter(items)
         done = output.start(items, run)
@@ -286,7 +317,7 @@ class Labeler:
     def plan(self, texts: Iterable[str], *, label_set: LabelSet | None = None) -> RunPlan:
         """Count what labelling ``texts`` would send, sending nothing. Before :meth:`fit` (to plan the
         fit itself) pass the ``label_set``; after, the bank's is used and CM re-asks are bounded."""
-        backend = getattr(self.annotator, "backend", None)
+        backend = self.annotator.backend
         if backend is None:
             raise CmalignError("a dry run counts requests to a model (hf:PATH, openai:MODEL, "
                                f"openai-score:MODEL); {self.annotator.identity} sends none")
@@ -298,16 +329,20 @@ class Labeler:
                 self.annotator.annotate(chunk, label_set)
                 n += len(chunk)
         later = []
-        if getattr(self.annotator, "strategy", None) == "refine":
+        if self.annotator.strategy == "refine":
             later.append("a revision for each item the model judges wrong")
         if fitted and self.method in RULES:
             later.append(f"a re-ask for each item whose answer has several candidates ({self.method})")
         return RunPlan(backend.model_id, replace(plan), backend.max_calls, tuple(later), n)
 
 
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a state file holds")
+
+
 def _plain(value: Any) -> Any:
     """A parameter as a state file records it: plain JSON values as they are, anything else by repr."""
-    value = value.value if hasattr(value, "value") and isinstance(value, str) else value
+    value = value.value if isinstance(value, Enum) else value
     try:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError):

@@ -10,11 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..chat.backend import ChatBackend
 from ..labels import LabelSet
+
+if TYPE_CHECKING:
+    from ..chat.backend import ChatBackend
 
 Candidates = Sequence[str] | None
 
@@ -44,7 +47,10 @@ class Annotator(ABC):
     """
 
     counts_own_calls = False
-    backend: ChatBackend | None = None  # the chat backend it sends through, where it sends requests
+    # declared for every annotator, so a caller reads them without a default: the chat backend its
+    # requests go through (None: it sends none) and its prompting strategy (None: it prompts none)
+    backend: ChatBackend | None = None
+    strategy: str | None = None
 
     def __init__(self) -> None:
         self.calls = 0

@@ -3,8 +3,9 @@
 Every method, from the annotator alone to the combined model and the baselines, is a
 meta-estimator in the scikit-learn sense:
 
-- ``__init__`` only stores its arguments, so ``get_params``, ``set_params`` and
-  ``sklearn.base.clone`` work (without scikit-learn being needed here);
+- it is a :class:`sklearn.base.BaseEstimator`: every hyperparameter is an ``__init__`` argument
+  that ``__init__`` only stores, so ``get_params``, ``set_params``, ``sklearn.base.clone`` and the
+  printed form are scikit-learn's, and ``fit`` checks them (:class:`Number`) before any work;
 - ``fit(texts, y, *, label_set=None, answers=None)`` learns from the user's preference samples;
   ``answers`` may hold the annotator's answers on ``texts`` already made, so work is shared;
 - ``adapt(texts, *, answers=None)`` lets a transductive method learn from the unlabelled texts it
@@ -13,7 +14,9 @@ meta-estimator in the scikit-learn sense:
   :class:`Record` per item: label, confidence or action, candidates, the annotator's answer)
   label new texts, again taking ``answers=``;
 - everything learned is set in ``fit`` and ends in ``_``; using an unfitted method is one clear
-  :class:`NotFittedError`.
+  :class:`NotFittedError`; what a state file keeps of it is declared (``_state_arrays``,
+  ``_state_values``) and checked on :meth:`Method.restore`, so a damaged file is refused, never
+  read into NaN labels.
 
 Subclasses implement ``_fit`` and one of ``_proba`` (methods with probabilities; records follow
 from them) or ``_records`` (the CM rules; their probabilities are the decision, one-hot).
@@ -21,8 +24,8 @@ from them) or ``_records`` (the CM rules; their probabilities are the decision, 
 
 from __future__ import annotations
 
-import inspect
 import json
+import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -30,8 +33,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
-from ..annotators.base import Annotation
+from ..annotators.base import Annotation, Annotator
+from ..annotators.embedding import EmbeddingAnnotator
 from ..encoder import SentenceEncoder, default_encoder
 from ..errors import CmalignError, DataError
 from ..labels import LabelSet
@@ -43,6 +48,10 @@ if TYPE_CHECKING:
 
 class NotFittedError(CmalignError, AttributeError):
     """A method was asked to label before it was fitted."""
+
+
+class InvalidParameterError(CmalignError, ValueError):
+    """A hyperparameter is out of its bounds (a ValueError, as scikit-learn's is)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ class Record:
         return out
 
 
-class Method(ABC):
+class Method(BaseEstimator, ABC):
     """Base class of every method; see the module docstring for the protocol.
 
     Class attributes say what a method needs: ``uses_annotator`` (it asks the annotator about
@@ -91,33 +100,29 @@ class Method(ABC):
     transductive: ClassVar[bool] = False  # it also learns from the unlabelled texts it will label (adapt)
     # fitted attributes not saved in a state file: restored from the bank and the arguments
     _derived: ClassVar[frozenset[str]] = frozenset({"bank_", "label_set_", "classes_", "encoder_"})
+    # what fit checks of the hyperparameters, by name (subclasses extend it)
+    _constraints: ClassVar[dict[str, Number | Choice]] = {}
+    # what a state file holds of the fitted attributes: arrays by shape and kind, other values by kind
+    _state_arrays: ClassVar[dict[str, Array]] = {}
+    _state_values: ClassVar[dict[str, Value]] = {}
 
-    # -- parameters (scikit-learn's conventions) -------------------------------------------------
+    # a method without these arguments has none: declared so that every method can be asked
+    annotator: Annotator | None = None
+    encoder: SentenceEncoder | None = None
+    # set by fit and restore (None where the method reads no texts through an encoder)
+    encoder_: SentenceEncoder | None = None
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values()
-                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    @property
+    def sample_limit(self) -> int | None:
+        """The most unlabelled texts :meth:`adapt` learns from (None: no limit, or it learns nothing)."""
+        return None
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor's arguments, as given (``deep`` is accepted for scikit-learn)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> Self:
-        known = self._param_names()
-        for name, value in params.items():
-            if name not in known:
-                raise ValueError(f"{type(self).__name__} has no parameter {name!r}; parameters: {', '.join(known)}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
-        shown = [f"{name}={value!r}" for name, value in self.get_params().items()
-                 if defaults.get(name, inspect.Parameter.empty) is inspect.Parameter.empty
-                 or not _same(value, defaults[name])]
-        return f"{type(self).__name__}({', '.join(shown)})"
+    def _check_params(self) -> None:
+        """One :class:`InvalidParameterError` naming the first hyperparameter out of its bounds."""
+        for name, constraint in self._constraints.items():
+            value = getattr(self, name)
+            if not constraint.fits(value):
+                raise InvalidParameterError(f"{{={name}}} {value!r}: must be {constraint.describe()}")
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -130,24 +135,24 @@ class Method(ABC):
     def is_fitted(self) -> bool:
         return hasattr(self, "label_set_")
 
+    def __sklearn_is_fitted__(self) -> bool:  # scikit-learn's check_is_fitted asks this
+        return self.is_fitted
+
     def _check_fitted(self) -> None:
         if not self.is_fitted:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(texts, y) first")
 
     def _check_annotator(self) -> None:
-        annotator = getattr(self, "annotator", None)
-        if not self.uses_annotator:
-            return
-        if annotator is None:
+        if self.uses_annotator and self.annotator is None:
             raise CmalignError(f"{type(self).__name__} needs an annotator: {type(self).__name__}(annotator, ...)")
 
     def _encoder(self) -> SentenceEncoder:
         """The sentence encoder the method uses: the one given, else the annotator's, else the default."""
-        given = getattr(self, "encoder", None)
-        if given is not None:
-            return given
-        annotator_encoder = getattr(getattr(self, "annotator", None), "encoder", None)
-        return annotator_encoder if isinstance(annotator_encoder, SentenceEncoder) else default_encoder()
+        if self.encoder is not None:
+            return self.encoder
+        if isinstance(self.annotator, EmbeddingAnnotator):
+            return self.annotator.encoder
+        return default_encoder()
 
     def fit(self, texts: Sequence[str], y: Sequence[str], *, label_set: LabelSet | None = None,
             answers: Sequence[Annotation] | None = None) -> Self:
@@ -156,6 +161,7 @@ class Method(ABC):
         ``label_set`` defaults to the labels in ``y``. ``answers`` may hold the annotator's
         answers on ``texts`` already made; they are used instead of asking again.
         """
+        self._check_params()
         texts, y = list(texts), list(y)
         if len(texts) != len(y):
             raise ValueError(f"{len(texts)} texts for {len(y)} labels")
@@ -180,8 +186,9 @@ class Method(ABC):
                           stacklevel=2)
         self.label_set_ = label_set
         self.classes_ = label_set.labels
-        if self.uses_annotator:  # every method that asks the annotator keeps the bank of its answers
-            self.bank_ = MemoryBank.build(answers, y, label_set, annotator=self.annotator.identity, texts=texts)
+        # every method that asks the annotator keeps the bank of its answers
+        self.bank_ = MemoryBank.build(answers, y, label_set, annotator=self.annotator.identity, texts=texts) \
+            if self.uses_annotator else None
         self.encoder_ = self._encoder() if self.uses_encoder else None
         self._fit(texts, np.array([label_set.index(label) for label in y]), answers)
         return self
@@ -261,7 +268,7 @@ class Method(ABC):
     def _records(self, texts: list[str], answers: Sequence[Annotation] | None) -> list[Record]:
         P = self._proba(texts, answers)
         best = P.argmax(axis=1)
-        bank = getattr(self, "bank_", None)
+        bank = self.bank_
         return [Record(label=self.classes_[j], confidence=float(P[i, j]),
                        candidates=bank.candidates(answers[i].key) if answers is not None and bank else (),
                        answer=answers[i] if answers is not None else None)
@@ -286,8 +293,11 @@ class Method(ABC):
         return arrays, values
 
     def restore(self, bank: MemoryBank, arrays: dict[str, np.ndarray], values: dict[str, Any]) -> Self:
-        """Set the fitted state saved by :meth:`state`; the label set and bank come from ``bank``."""
+        """Set the fitted state saved by :meth:`state`; the label set and bank come from ``bank``.
+        A state that is not what this method saves (a name missing or unknown, an array of another
+        shape or kind, a NaN) is a :class:`StateError`, and nothing is set."""
         self._check_annotator()
+        self._check_state(len(bank.labels), arrays, values)
         self.label_set_ = bank.labels
         self.classes_ = bank.labels.labels
         self.bank_ = bank
@@ -298,12 +308,153 @@ class Method(ABC):
             setattr(self, name, _tuplify(value))
         return self
 
+    def _fixed_dims(self, labels: int) -> dict[str, int]:
+        """The sizes a state's dimensions must have whatever was fitted (``labels``: the bank's)."""
+        return {"labels": labels}
 
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:  # arrays and other objects without a plain truth value
-        return a is b
+    def _check_state(self, labels: int, arrays: dict[str, Any], values: dict[str, Any]) -> None:
+        """Raise :class:`StateError` unless ``arrays`` and ``values`` are what :meth:`state` gives."""
+        for given, declared, what in ((arrays, self._state_arrays, "array"), (values, self._state_values, "value")):
+            unknown = sorted(set(given) - set(declared))
+            missing = [name for name, spec in declared.items() if name not in given and spec.required]
+            if unknown or missing:
+                raise StateError(f"holds no {what} {missing[0]}" if missing else
+                                 f"holds {unknown[0]}, which {type(self).__name__} does not fit")
+        dims = self._fixed_dims(labels)
+        for name, spec in self._state_arrays.items():
+            spec.check(name, arrays[name], dims, labels)
+        for name, spec in self._state_values.items():
+            if name in values and not spec.fits(values[name], dims):
+                raise StateError(f"{name} is {values[name]!r}, not {spec.describe()}")
+
+
+class StateError(DataError):
+    """A state file's content is not what the method saves; the method is fitted again instead."""
+
+
+@dataclass(frozen=True)
+class Number:
+    """A finite number from ``low`` to ``high`` (each excluded where ``above``, ``below``), a whole
+    one where ``integer``, or None where ``optional``; with ``grid``, a non-empty tuple of them
+    (the values a method chooses among). A hyperparameter's bounds, or a fitted value's; ``dim``
+    names the state's dimension a fitted count must equal."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    integer: bool = False
+    grid: bool = False
+    above: bool = False
+    below: bool = False
+    optional: bool = False
+    required: bool = True
+    dim: str | None = None
+
+    def _one(self, v: Any) -> bool:
+        if v is None:
+            return self.optional
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            return False
+        if self.integer and not isinstance(v, (int, np.integer)):
+            return False
+        return math.isfinite(v) and (v > self.low if self.above else v >= self.low) and \
+            (v < self.high if self.below else v <= self.high)
+
+    def fits(self, value: Any, dims: dict[str, int] | None = None) -> bool:
+        if self.grid:
+            return isinstance(value, (tuple, list)) and len(value) > 0 and all(self._one(v) for v in value)
+        if self.dim is not None and dims is not None and dims.get(self.dim, value) != value:
+            return False
+        return self._one(value)
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.integer else "a number"
+        low = "" if self.low == -math.inf else f"above {self.low:g}" if self.above else f"at least {self.low:g}"
+        high = "" if self.high == math.inf else f"below {self.high:g}" if self.below else f"at most {self.high:g}"
+        bounds = "".join(f" {part}" for part in (low, "and" if low and high else "", high) if part)
+        if self.grid:
+            return f"a non-empty tuple of {kind.split(' ', 1)[1]}s{bounds}"
+        return kind + bounds + (", or None" if self.optional else "")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A hyperparameter that is one of ``options``."""
+
+    options: tuple[Any, ...]
+
+    def fits(self, value: Any, dims: dict[str, int] | None = None) -> bool:
+        # True is not 1 here: a flag takes True or False, a count never a flag
+        return any(value is option or (not isinstance(value, bool) and not isinstance(option, bool) and value == option)
+                   for option in self.options)
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(o) for o in self.options)
+
+
+@dataclass(frozen=True)
+class Finite:
+    """A fitted value read as JSON (numbers, strings, None, lists and dicts of them) whose numbers are
+    all finite; with ``fields``, a dict of at most those keys, each fitting its own spec."""
+
+    fields: dict[str, Number] | None = None
+    required: bool = True
+
+    def fits(self, value: Any, dims: dict[str, int] | None = None) -> bool:
+        if self.fields is not None:
+            return isinstance(value, dict) and all(k in self.fields and self.fields[k].fits(v)
+                                                   for k, v in value.items())
+        return _finite(value)
+
+    def describe(self) -> str:
+        if self.fields is not None:
+            return "a dict of " + ", ".join(f"{k} ({spec.describe()})" for k, spec in self.fields.items())
+        return "a value whose numbers are finite"
+
+
+Value = Number | Finite
+
+
+@dataclass(frozen=True)
+class Array:
+    """A fitted array: its dimensions by name (``labels`` is the bank's label count, and any name
+    is one length wherever it appears) and what it holds: ``real`` (finite floats), ``score``
+    (floats, and -inf for a label never seen), ``label`` (indices into the label set) or
+    ``answer`` (as ``label``, or -1: an answer outside the set)."""
+
+    shape: tuple[str, ...]
+    kind: str = "real"
+    required: bool = True
+
+    def check(self, name: str, a: Any, dims: dict[str, int], labels: int) -> None:
+        if not isinstance(a, np.ndarray):
+            raise StateError(f"{name} is not an array")
+        if a.ndim != len(self.shape):
+            raise StateError(f"{name} has shape {a.shape}, not ({', '.join(self.shape)})")
+        for size, dim in zip(a.shape, self.shape):
+            if dims.setdefault(dim, size) != size:
+                raise StateError(f"{name} has shape {a.shape}: its {dim} is {size}, elsewhere {dims[dim]}")
+        if self.kind in ("real", "score"):
+            if a.dtype.kind != "f":
+                raise StateError(f"{name} holds {a.dtype}, not floats")
+            bad = ~np.isfinite(a) if self.kind == "real" else np.isnan(a) | (a == np.inf)
+            if bad.any():
+                raise StateError(f"{name} holds {'NaN or infinite values' if self.kind == 'real' else 'NaN'}")
+        else:
+            if a.dtype.kind not in "iu":
+                raise StateError(f"{name} holds {a.dtype}, not label indices")
+            low = -1 if self.kind == "answer" else 0
+            if a.size and (a.min() < low or a.max() >= labels):
+                raise StateError(f"{name} holds an index outside the {labels} labels")
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _finite(v) for k, v in value.items())
+    return value is None or isinstance(value, (str, int))
 
 
 def _tuplify(value: Any) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..annotators.base import Annotation, Annotator
 from .bank import MemoryBank
-from .base import Method, Record
+from .base import Choice, Method, Number, Record
 
 
 class Rule(str, Enum):
@@ -53,11 +53,48 @@ class Decision:
 class ConsistentMarginalization(Method):
     """Wraps an annotator; ``fit`` learns the memory bank, ``predict`` labels new texts.
 
-    Fitted attributes: ``bank_`` (the memory bank), ``label_set_`` and ``classes_``.
+    Parameters
+    ----------
+    annotator : Annotator
+        What is asked about each text, and asked again within the candidates.
+    rule : Rule or str, default "remap"
+        How a bank entry changes an answer (:class:`Rule`): ``paper`` re-asks where the user's
+        labels for the answer are two or more; ``remap`` also replaces an answer the user always
+        meant as one other label.
+    batch_size : int, default 4096
+        Texts re-asked in one call to the annotator.
 
-    >>> cm = ConsistentMarginalization(EmbeddingAnnotator(), rule="remap")  # doctest: +SKIP
-    >>> cm.fit(pref_texts, y).predict(["my card still hasn't come"])  # doctest: +SKIP
-    ['card arrival']
+    Attributes
+    ----------
+    bank_ : MemoryBank
+        The memory bank: per answer, the labels the user meant by it.
+    label_set_ : LabelSet
+        The label set fitted on.
+    classes_ : tuple of str
+        Its labels.
+
+    Examples
+    --------
+    A toy annotator that swaps two labels, and the user's labels that say so:
+
+    >>> import numpy as np
+    >>> from cmalign import LabelSet
+    >>> from cmalign.annotators.base import ScoringAnnotator
+    >>> class Swapper(ScoringAnnotator):
+    ...     identity = "swapper"
+    ...     def label_scores(self, texts, labels):
+    ...         said = ["weather" if "alarm" in t else "alarm" if "rain" in t else "music" for t in texts]
+    ...         return np.array([[float(s == l) for l in labels.labels] for s in said])
+    >>> labels = LabelSet(("alarm", "music", "weather"))
+    >>> texts = ["set an alarm", "alarm at six", "will it rain", "play a song"]
+    >>> y = ["alarm", "alarm", "weather", "music"]
+    >>> cm = ConsistentMarginalization(Swapper(), rule="remap").fit(texts, y, label_set=labels)
+    >>> cm.predict(["an alarm for seven", "rain later"])
+    ['alarm', 'weather']
+    >>> [d.action.value for d in cm.decide(["an alarm for seven"])]
+    ['remap']
+    >>> cm.set_params(rule="paper").predict(["an alarm for seven"])
+    ['weather']
     """
 
     def __init__(self, annotator: Annotator | None, *, rule: Rule | str = Rule.REMAP, batch_size: int = 4096) -> None:
@@ -65,6 +102,7 @@ class ConsistentMarginalization(Method):
         self.rule = rule
         self.batch_size = batch_size
 
+    _constraints = {"rule": Choice(tuple(r.value for r in Rule)), "batch_size": Number(low=1, integer=True)}
     bank_is_enough = True
     gives_probabilities = False
 
@@ -75,7 +113,7 @@ class ConsistentMarginalization(Method):
         return cls(annotator, rule=rule, batch_size=batch_size).fit_bank(bank)
 
     def _fit(self, texts: list[str], y: np.ndarray, answers: Sequence[Annotation] | None) -> None:
-        Rule(self.rule)  # an unknown rule is an error at fit, not at the first prediction
+        pass  # the bank is all it learns (Method.fit builds it; an unknown rule fails there)
 
     def decide(self, texts: Sequence[str], *, answers: Sequence[Annotation] | None = None) -> list[Decision]:
         """Label ``texts`` and say how: per item the answer, candidates, action and final label.
@@ -117,7 +155,39 @@ class ConsistentMarginalization(Method):
 
 class AnnotatorAlone(Method):
     """The annotator on its own (``base``): its answer, and its scores as probabilities where it
-    gives them (else its answer, one-hot). What every other method is measured against."""
+    gives them (else its answer, one-hot). What every other method is measured against.
+
+    Parameters
+    ----------
+    annotator : Annotator
+        What is asked about each text.
+
+    Attributes
+    ----------
+    bank_ : MemoryBank
+        The memory bank, kept only to show each answer's candidates.
+    label_set_ : LabelSet
+        The label set fitted on.
+    classes_ : tuple of str
+        Its labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cmalign import LabelSet
+    >>> from cmalign.annotators.base import ScoringAnnotator
+    >>> class Swapper(ScoringAnnotator):
+    ...     identity = "swapper"
+    ...     def label_scores(self, texts, labels):
+    ...         said = ["weather" if "alarm" in t else "alarm" if "rain" in t else "music" for t in texts]
+    ...         return np.array([[float(s == l) for l in labels.labels] for s in said])
+    >>> base = AnnotatorAlone(Swapper()).fit(["set an alarm", "play a song"], ["alarm", "music"],
+    ...                                      label_set=LabelSet(("alarm", "music", "weather")))
+    >>> base.predict(["an alarm for seven"])
+    ['weather']
+    >>> base.records(["an alarm for seven"])[0].candidates
+    ('alarm',)
+    """
 
     bank_is_enough = True
 

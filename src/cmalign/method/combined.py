@@ -22,22 +22,28 @@ generalisation: each source of evidence gets the weight it earns on labels it ha
 So it degrades the right way. With few preference samples f2-f7 carry little held-out signal and
 the weight moves to f1 and to the label-name prior inside f2 and f7 (the annotator); with many,
 the user's labels dominate. Every hyperparameter (k, tau, the temperature s, lambda, w) is chosen
-from the preference samples alone; nothing is tuned per dataset.
+from the preference samples alone, among the constructor's grids (``taus``, ``ks``, ``lambdas``);
+nothing is tuned per dataset.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import sparse
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import logsumexp, softmax
 
+from ..annotators.base import Annotator
+from ..encoder import SentenceEncoder
 from ..labels import LabelSet
+from .base import Array, Finite, Number
 from .evidence import Evidence, ScoredMethod
-from .knn import _vote, choose_k
+from .knn import DEFAULT_KS, _vote, choose_k
 
+# the defaults of CombinedCM's hyperparameters
 TAUS = (1e6, 8.0, 4.0, 2.0, 1.0, 0.5, 0.25, 0.0)   # tried in this order: ties keep the larger prior
 LAMBDAS = (1.0, 1e-1, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)  # strong to weak
 FOLDS = 5
@@ -64,9 +70,10 @@ def _prototype_loo(Xp: np.ndarray, yp: np.ndarray, L: np.ndarray, sums: np.ndarr
     return scores
 
 
-def _choose_tau(Xp: np.ndarray, yp: np.ndarray, L: np.ndarray, sums: np.ndarray) -> float:
-    best = (-1.0, TAUS[0])
-    for tau in TAUS:
+def _choose_tau(Xp: np.ndarray, yp: np.ndarray, L: np.ndarray, sums: np.ndarray,
+                taus: Sequence[float] = TAUS) -> float:
+    best = (-1.0, taus[0])
+    for tau in taus:
         acc = float(np.mean(_prototype_loo(Xp, yp, L, sums, tau).argmax(axis=1) == yp))
         if acc > best[0] + 1e-12:
             best = (acc, tau)
@@ -104,13 +111,13 @@ def _fit_delta(X: np.ndarray, y: np.ndarray, W0: np.ndarray, lam: float, start: 
     return res.x.reshape(C, d)
 
 
-def _prior_logreg(Xp: np.ndarray, yp: np.ndarray, L: np.ndarray,
-                  lambdas: tuple[float, ...] = LAMBDAS) -> tuple[np.ndarray, np.ndarray, dict]:
+def _prior_logreg(Xp: np.ndarray, yp: np.ndarray, L: np.ndarray, lambdas: Sequence[float] = LAMBDAS,
+                  folds: int = FOLDS) -> tuple[np.ndarray, np.ndarray, dict]:
     """Weights for all samples, out-of-fold logits of the preference samples, and the choices made
-    (lambda among ``lambdas``, by the out-of-fold likelihood)."""
+    (lambda among ``lambdas``, by the likelihood out of ``folds`` folds)."""
     n, C = len(yp), L.shape[0]
     W0 = _fit_scale(Xp @ L.T, yp) * L
-    folds = min(FOLDS, n)
+    folds = min(folds, n)
     if folds < 2:
         return W0, Xp @ W0.T, {"lambda": None}
     fold = np.empty(n, dtype=int)
@@ -159,7 +166,7 @@ def _features(S: np.ndarray, Xq: np.ndarray, log_a: np.ndarray, yp: np.ndarray, 
     return np.stack([log_a, proto, centroid, has, nearest * has, votes, logreg], axis=2)
 
 
-def _fit_weights(F: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _fit_weights(F: np.ndarray, y: np.ndarray, l2: float = STACK_L2) -> np.ndarray:
     n, _, K = F.shape
     ii = np.arange(n)
 
@@ -167,18 +174,123 @@ def _fit_weights(F: np.ndarray, y: np.ndarray) -> np.ndarray:
         Z = F @ w
         lse = logsumexp(Z, axis=1)
         P = np.exp(Z - lse[:, None])
-        grad = np.einsum("nc,nck->k", P, F) / n - F[ii, y].mean(axis=0) + 2 * STACK_L2 * w
-        return float((lse - Z[ii, y]).mean() + STACK_L2 * (w @ w)), grad
+        grad = np.einsum("nc,nck->k", P, F) / n - F[ii, y].mean(axis=0) + 2 * l2 * w
+        return float((lse - Z[ii, y]).mean() + l2 * (w @ w)), grad
 
     return minimize(loss, np.zeros(K), jac=True, method="L-BFGS-B").x
 
 
 class CombinedCM(ScoredMethod):
-    """The combined model (``cm_stack``; ``cm_best`` adds what the corpus teaches): calibrated ``p(y|x)`` from all the evidence.
+    """The combined model (``cm_stack``; ``cm_best`` adds what the corpus teaches): calibrated
+    ``p(y|x)`` from all the evidence (see the module).
 
-    >>> best = CombinedCM(EmbeddingAnnotator()).fit(pref_texts, y, label_set=label_set)  # doctest: +SKIP
-    >>> p = best.predict_proba(new_texts); confidence = p.max(axis=1)  # doctest: +SKIP
+    Parameters
+    ----------
+    annotator : Annotator
+        What is asked about each text; one without scores is read through its answers.
+    encoder : SentenceEncoder, optional
+        How texts and label names become vectors: by default the embedding annotator's, else the
+        embedded model.
+    taus : tuple of float, default TAUS
+        The weights, counted in examples, of a label's name in its prototype, tried in order (a
+        tie keeps the earlier).
+    ks : tuple of int, default DEFAULT_KS
+        The neighbour counts of the kNN vote, chosen by leave-one-out accuracy.
+    lambdas : tuple of float, default LAMBDAS
+        The penalties of the prior-mean regression, strong to weak, chosen by out-of-fold
+        likelihood.
+    folds : int, default 5
+        The folds of that choice, whose out-of-fold logits the stacking weights are fitted on.
+    stack_l2 : float, default 1e-3
+        The L2 penalty on the stacking weights.
+
+    Attributes
+    ----------
+    classes_ : tuple of str
+        The labels, in the order of ``predict_proba``'s columns.
+    label_set_ : LabelSet
+        The label set fitted on.
+    bank_ : MemoryBank
+        The memory bank of the annotator's answers and the user's labels.
+    encoder_ : SentenceEncoder
+        The encoder the vectors come from.
+    L_ : ndarray of shape (labels, dim)
+        The label names' unit vectors (the zero-shot classifier inside the prototypes and the
+        regression's prior mean).
+    Xp_ : ndarray of shape (examples, dim)
+        The examples' unit vectors (the preference samples').
+    yp_ : ndarray of shape (examples,)
+        The examples' labels, as indices into ``classes_``.
+    tau_ : float
+        The chosen weight of a label's name in its prototype.
+    k_ : int
+        The chosen neighbour count of the kNN vote.
+    W_ : ndarray of shape (labels, dim)
+        The prior-mean logistic regression's weights.
+    logreg_info_ : dict
+        Its choices: ``lambda`` (None with fewer than two samples) and ``scale``, the fitted
+        temperature of the zero-shot classifier.
+    weights_ : ndarray of shape (7,)
+        The stacking weights, one per piece of evidence (:meth:`feature_weights` names them).
+
+    Examples
+    --------
+    A toy encoder (the words of a text, as a unit vector) and a toy annotator (it says
+    ``card arrival`` whenever a text names a card) stand in for real models:
+
+    >>> import numpy as np
+    >>> from cmalign import LabelSet
+    >>> from cmalign.annotators.base import ScoringAnnotator
+    >>> WORDS = ("card", "arrival", "lost", "stolen", "exchange", "rate", "pin")
+    >>> class Words:
+    ...     identity = "words"
+    ...     def encode(self, texts):
+    ...         X = np.array([[w in t for w in WORDS] for t in texts], float) + 0.05
+    ...         return X / np.linalg.norm(X, axis=1, keepdims=True)
+    >>> class CardSayer(ScoringAnnotator):
+    ...     identity = "card-sayer"
+    ...     def label_scores(self, texts, labels):
+    ...         return np.array([[float(("card" in t) == (l == "card arrival")) for l in labels.labels]
+    ...                          for t in texts])
+    >>> labels = LabelSet(("card arrival", "lost or stolen", "exchange rate"))
+    >>> texts = ["has my card arrival been sent", "when is my card arrival", "card lost",
+    ...          "my card was stolen", "lost my pin card", "exchange rate today", "what rate do you give"]
+    >>> y = ["card arrival", "card arrival", "lost or stolen", "lost or stolen", "lost or stolen",
+    ...      "exchange rate", "exchange rate"]
+    >>> model = CombinedCM(CardSayer(), encoder=Words()).fit(texts, y, label_set=labels)
+    >>> model
+    CombinedCM(annotator=CardSayer('card-sayer'), encoder=<...Words object at ...>)
+    >>> model.predict(["i lost my card", "the rate for euros"])
+    ['lost or stolen', 'exchange rate']
+    >>> model.predict_proba(["i lost my card"]).shape
+    (1, 3)
+    >>> sorted(model.feature_weights()) == sorted(FEATURES)
+    True
     """
+
+    _constraints = {"taus": Number(low=0, grid=True), "ks": Number(low=1, integer=True, grid=True),
+                    "lambdas": Number(low=0, above=True, grid=True), "folds": Number(low=1, integer=True),
+                    "stack_l2": Number(low=0)}
+    _state_arrays = {"L_": Array(("labels", "dim")), "Xp_": Array(("examples", "dim")),
+                     "yp_": Array(("examples",), "label"), "W_": Array(("labels", "dim")),
+                     "weights_": Array(("features",))}
+    _state_values = {"tau_": Number(low=0), "k_": Number(low=1, integer=True),
+                     "logreg_info_": Finite({"lambda": Number(low=0, above=True, optional=True),
+                                             "scale": Number()})}
+
+    def __init__(self, annotator: Annotator | None, *, encoder: SentenceEncoder | None = None,
+                 taus: Sequence[float] = TAUS, ks: Sequence[int] = DEFAULT_KS, lambdas: Sequence[float] = LAMBDAS,
+                 folds: int = FOLDS, stack_l2: float = STACK_L2) -> None:
+        self.annotator = annotator
+        self.encoder = encoder
+        self.taus = taus
+        self.ks = ks
+        self.lambdas = lambdas
+        self.folds = folds
+        self.stack_l2 = stack_l2
+
+    def _fixed_dims(self, labels: int) -> dict[str, int]:
+        return super()._fixed_dims(labels) | {"features": len(FEATURES)}
 
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> CombinedCM:
         self._set_labels(labels)
@@ -188,23 +300,23 @@ class CombinedCM(ScoredMethod):
         self.L_, self.Xp_, self.yp_ = L, Xp, y
         S = Xp @ Xp.T
         np.fill_diagonal(S, -np.inf)
-        self.tau_ = _choose_tau(Xp, y, L, _class_sums(Xp, y, C))
-        self.k_, _ = choose_k(S, y, C)
-        self._fit_stack(ev, y, S, LAMBDAS)
+        self.tau_ = _choose_tau(Xp, y, L, _class_sums(Xp, y, C), self.taus)
+        self.k_, _ = choose_k(S, y, C, self.ks)
+        self._fit_stack(ev, y, S, self.lambdas)
         return self
 
     def _label_vectors(self, labels: LabelSet) -> np.ndarray:
         """The labels' readable names, encoded: the zero-shot classifier inside f2 and f7."""
-        encoder = getattr(self, "encoder_", None) or self._encoder()
+        encoder = self.encoder_ if self.encoder_ is not None else self._encoder()
         return encoder.encode(labels.readable()).astype(np.float64)
 
     def _fit_stack(self, ev: Evidence, y: np.ndarray, S: np.ndarray, lambdas: tuple[float, ...]) -> None:
         """The prior-mean regression (lambda among ``lambdas``) and the stacking weights, on the
         preference samples, reading the labels' vectors ``L_``; ``S`` is their similarity matrix
         with ``-inf`` on its diagonal."""
-        self.W_, oof, self.logreg_info_ = _prior_logreg(ev.X, y, self.L_, lambdas)
+        self.W_, oof, self.logreg_info_ = _prior_logreg(ev.X, y, self.L_, lambdas, self.folds)
         self.weights_ = _fit_weights(_features(S, ev.X, ev.log_a, y, ev.X, self.L_, self.tau_, self.k_, oof,
-                                               loo=True), y)
+                                               loo=True), y, self.stack_l2)
 
     def renamed(self, ev: Evidence, y: np.ndarray, L: np.ndarray) -> CombinedCM:
         """A copy that reads the labels' names as the unit vectors ``L`` (e.g. refined on a corpus)
@@ -215,7 +327,7 @@ class CombinedCM(ScoredMethod):
         S = ev.X @ ev.X.T
         np.fill_diagonal(S, -np.inf)
         lam = self.logreg_info_.get("lambda")
-        model._fit_stack(ev, y, S, (lam,) if lam is not None else LAMBDAS)
+        model._fit_stack(ev, y, S, (lam,) if lam is not None else self.lambdas)
         return model
 
     def proba_evidence(self, ev: Evidence) -> np.ndarray:

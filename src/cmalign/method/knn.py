@@ -13,7 +13,7 @@ import numpy as np
 
 from ..annotators.base import Annotation
 from ..encoder import SentenceEncoder
-from .base import Method
+from .base import Array, Finite, Method, Number
 
 DEFAULT_KS = (1, 3, 5, 7, 10, 15, 20)
 
@@ -46,17 +46,49 @@ def choose_k(sims_loo: np.ndarray, targets: np.ndarray, n_labels: int,
 
 
 class KNNClassifier(Method):
-    """Similarity-weighted kNN over sentence embeddings, k picked by leave-one-out.
+    """Similarity-weighted kNN over sentence embeddings, k picked by leave-one-out; ``predict_proba``
+    is the normalised vote. It asks no annotator.
 
-    ``predict_proba`` is the normalised vote. Fitted attributes: ``vectors_``, ``targets_``, ``k_``,
-    ``loo_accuracy_`` (pairs of k and its leave-one-out accuracy), ``label_set_``, ``classes_``.
+    Parameters
+    ----------
+    encoder : SentenceEncoder, optional
+        How texts become vectors (default: the embedded model).
+    ks : tuple of int, default DEFAULT_KS
+        The neighbour counts to choose among (a count not below the number of samples is skipped).
 
-    >>> knn = KNNClassifier(SentenceEncoder()).fit(texts, y, label_set=label_set)  # doctest: +SKIP
-    >>> knn.predict(["where is my card"])  # doctest: +SKIP
+    Attributes
+    ----------
+    classes_, label_set_, encoder_
+        As for every method.
+    vectors_ : ndarray of shape (samples, dim)
+        The preference samples' unit vectors.
+    targets_ : ndarray of shape (samples,)
+        Their labels, as indices into ``classes_``.
+    k_ : int
+        The chosen neighbour count.
+    loo_accuracy_ : tuple of (int, float)
+        Each k tried and its leave-one-out accuracy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cmalign import LabelSet
+    >>> class Letters:   # a toy encoder: a text's counts of a few letters, unit length
+    ...     identity = "letters"
+    ...     def encode(self, texts):
+    ...         X = np.array([[t.count(c) for c in "aeiourst"] for t in texts], float) + 0.1
+    ...         return X / np.linalg.norm(X, axis=1, keepdims=True)
+    >>> texts = ["aaa", "aab", "aba", "uuu", "uus", "usu"]
+    >>> knn = KNNClassifier(Letters(), ks=(1, 3)).fit(texts, list("xxxyyy"), label_set=LabelSet(("x", "y")))
+    >>> knn.k_, knn.predict(["baa", "suu"])
+    (1, ['x', 'y'])
     """
 
     uses_annotator = False
     uses_encoder = True
+    _constraints = {"ks": Number(low=1, integer=True, grid=True)}
+    _state_arrays = {"vectors_": Array(("samples", "dim")), "targets_": Array(("samples",), "label")}
+    _state_values = {"k_": Number(low=1, integer=True), "loo_accuracy_": Finite()}
 
     def __init__(self, encoder: SentenceEncoder | None = None, *, ks: Sequence[int] = DEFAULT_KS) -> None:
         self.encoder = encoder

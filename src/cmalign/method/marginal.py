@@ -15,20 +15,24 @@ With ``instance_dependent=True`` the counts are weighted by how close each prefe
 preference samples near ``x`` that produced ``r``: the paper's instance-and-response-dependent
 discrepancy, made literal.
 
-``beta``, ``alpha`` and ``h`` are chosen by leave-one-out likelihood on the preference samples.
+``beta``, ``alpha`` and ``h`` are chosen by leave-one-out likelihood on the preference samples,
+among the constructor's grids ``betas``, ``alphas`` and ``bandwidths``.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..annotators.base import Annotator
 from ..encoder import SentenceEncoder
 from ..labels import LabelSet
+from .base import Array, Choice, Number
 from .evidence import Evidence, ScoredMethod
 
+# the defaults of MarginalCM's grids
 BETAS = (0.5, 1.0, 2.5, 5.0)
 ALPHAS = (0.25, 1.0, 4.0, 16.0)
 BANDWIDTHS = (0.02, 0.05, 0.1, 0.2)
@@ -70,17 +74,89 @@ def _instance_probs(P: np.ndarray, W: np.ndarray, answer: np.ndarray, Y: np.ndar
 
 
 class MarginalCM(ScoredMethod):
-    """``p(y|x) = sum_r p(r|x) T(y|r)`` around any annotator (one without scores: ``p(r|x)`` from its answers).
+    """``p(y|x) = sum_r p(r|x) T(y|r)`` around any annotator (one without scores: ``p(r|x)`` from its
+    answers); ``cm_marg``, and ``cm_ibank`` with ``instance_dependent``.
 
-    >>> m = MarginalCM(EmbeddingAnnotator(), instance_dependent=True).fit(texts, labels)  # doctest: +SKIP
-    >>> m.predict_proba(new_texts).shape  # doctest: +SKIP
-    (len(new_texts), len(m.classes_))
+    Parameters
+    ----------
+    annotator : Annotator
+        What is asked about each text.
+    instance_dependent : bool, default False
+        Weigh the bank's counts by the preference samples' similarity to each text.
+    encoder : SentenceEncoder, optional
+        How texts become vectors (for ``instance_dependent``): by default the embedding
+        annotator's, else the embedded model.
+    betas : tuple of float, default BETAS
+        The exponents on the annotator's scores.
+    alphas : tuple of float, default ALPHAS
+        The strengths of the prior "the user meant what the annotator said".
+    bandwidths : tuple of float, default BANDWIDTHS
+        The similarity bandwidths ``h`` (``instance_dependent`` only).
+
+    Attributes
+    ----------
+    classes_, label_set_, bank_, encoder_
+        As for every method.
+    X_ : ndarray of shape (samples, dim)
+        The preference samples' unit vectors.
+    answer_ : ndarray of shape (samples,)
+        The annotator's answers on them, as label indices (-1: outside the label set).
+    y_ : ndarray of shape (samples,)
+        The user's labels, as label indices.
+    Y_ : ndarray of shape (samples, labels)
+        The same, one-hot.
+    counts_ : ndarray of shape (labels, labels)
+        The bank: how often the user meant each label when the annotator gave each answer.
+    beta_, alpha_ : float
+        The chosen exponent and prior strength.
+    bandwidth_ : float or None
+        The chosen bandwidth (None unless ``instance_dependent``).
+
+    Examples
+    --------
+    An annotator that swaps two labels, and the user's labels that say so:
+
+    >>> import numpy as np
+    >>> from cmalign import LabelSet
+    >>> from cmalign.annotators.base import ScoringAnnotator
+    >>> class Swapper(ScoringAnnotator):
+    ...     identity = "swapper"
+    ...     def label_scores(self, texts, labels):
+    ...         said = ["weather" if "alarm" in t else "alarm" if "rain" in t else "music" for t in texts]
+    ...         return np.array([[float(s == l) for l in labels.labels] for s in said])
+    >>> class Letters:
+    ...     identity = "letters"
+    ...     def encode(self, texts):
+    ...         X = np.array([[t.count(c) for c in "aeiourst"] for t in texts], float) + 0.1
+    ...         return X / np.linalg.norm(X, axis=1, keepdims=True)
+    >>> labels = LabelSet(("alarm", "music", "weather"))
+    >>> texts = ["set an alarm", "alarm at six", "will it rain", "rain tomorrow", "play a song", "some music"]
+    >>> y = ["alarm", "alarm", "weather", "weather", "music", "music"]
+    >>> model = MarginalCM(Swapper(), encoder=Letters()).fit(texts, y, label_set=labels)
+    >>> model.predict(["an alarm for seven", "rain later"])
+    ['alarm', 'weather']
+    >>> model.counts_
+    array([[0., 0., 2.],
+           [0., 2., 0.],
+           [2., 0., 0.]])
     """
 
+    _constraints = {"instance_dependent": Choice((False, True)), "betas": Number(low=0, above=True, grid=True),
+                    "alphas": Number(low=0, above=True, grid=True), "bandwidths": Number(low=0, above=True, grid=True)}
+    _state_arrays = {"X_": Array(("samples", "dim")), "answer_": Array(("samples",), "answer"),
+                     "y_": Array(("samples",), "label"), "Y_": Array(("samples", "labels")),
+                     "counts_": Array(("labels", "labels"))}
+    _state_values = {"beta_": Number(low=0, above=True), "alpha_": Number(low=0, above=True),
+                     "bandwidth_": Number(low=0, above=True, optional=True)}
+
     def __init__(self, annotator: Annotator | None, *, instance_dependent: bool = False,
-                 encoder: SentenceEncoder | None = None) -> None:
+                 encoder: SentenceEncoder | None = None, betas: Sequence[float] = BETAS,
+                 alphas: Sequence[float] = ALPHAS, bandwidths: Sequence[float] = BANDWIDTHS) -> None:
         super().__init__(annotator, encoder=encoder)
         self.instance_dependent = instance_dependent
+        self.betas = betas
+        self.alphas = alphas
+        self.bandwidths = bandwidths
 
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> MarginalCM:
         self._set_labels(labels)
@@ -93,17 +169,17 @@ class MarginalCM(ScoredMethod):
         best = (np.inf, None)
         if self.instance_dependent:
             S = ev.X @ ev.X.T
-            for h in BANDWIDTHS:
+            for h in self.bandwidths:
                 W = np.exp((S - 1.0) / h)
                 np.fill_diagonal(W, 0.0)  # leave one out: a sample never vouches for itself
-                for beta, alpha in itertools.product(BETAS, ALPHAS):
+                for beta, alpha in itertools.product(self.betas, self.alphas):
                     p = _instance_probs(_sharpen(ev.A, beta), W, ev.answer, self.Y_, alpha)
                     nll = _nll(p[np.arange(len(y)), y])
                     if nll < best[0] - 1e-12:
                         best = (nll, (beta, alpha, h))
             self.beta_, self.alpha_, self.bandwidth_ = best[1]
         else:
-            for beta, alpha in itertools.product(BETAS, ALPHAS):
+            for beta, alpha in itertools.product(self.betas, self.alphas):
                 nll = _global_loo_nll(_sharpen(ev.A, beta), ev.answer, y, self.counts_, alpha)
                 if nll < best[0] - 1e-12:
                     best = (nll, (beta, alpha))

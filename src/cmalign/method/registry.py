@@ -1,5 +1,5 @@
-"""Every method by name: how to build it and what it needs. ``cmalign bench`` and ``annotate
---method``, the README's table and the tests read this one table; adding a method is one entry."""
+"""Every method by name: how to build it and what it needs. ``cmalign bench``, ``annotate``'s choice of
+method, the README's table and the tests read this one table; adding a method is one entry."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ in up to three steps:
    and the evidence built from examples (prototypes, centroids, nearest example, kNN vote, the
    prior-mean logistic regression) is computed again. The stacking weights, ``tau``, ``k`` and the
    regularisation stay as the user's own labels set them. An item never counts as its own example.
-3. **Label propagation.** Over the sample's graph of nearest neighbours (cosine, ``NEIGHBOURS`` each),
+3. **Label propagation.** Over the sample's graph of nearest neighbours (cosine, ``neighbours`` each),
    ``P = (1 - alpha) P0 + alpha W P`` to its fixed point: an item's label leans toward its
    neighbours'. Any text, in the sample or not, is labelled as ``(1 - alpha) P0(x) + alpha *``
    the weighted mean of its neighbours' propagated labels, which on the sample is that fixed
@@ -35,7 +35,10 @@ likelihood, summed over both halves, wins. The refined names replace the names a
 their best beats the names' best on each half as well as in total (:func:`_better_on_every_half`).
 No evaluation label, and nothing tuned per dataset.
 
-What it costs: the sample (at most ``SAMPLE`` items) is encoded and scored once; the names are
+Every grid and count named here is a constructor argument of :class:`TransductiveCM`, its default
+the module constant of the same name in capitals (``fractions``: ``FRACTIONS``).
+
+What it costs: the sample (at most ``sample`` items) is encoded and scored once; the names are
 refined 8 times over it (matrix products); the refined model's regression is fitted again at the
 lambda already chosen (6 fits); the cross-fit refits the regression once per half and once per
 nonzero fraction for each of the two names (20 fits).
@@ -44,6 +47,7 @@ nonzero fraction for each of the two names (20 fits).
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -51,17 +55,22 @@ from scipy import sparse
 from scipy.special import logsumexp, softmax
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from ..annotators.base import Annotator
+from ..encoder import SentenceEncoder
 from ..labels import LabelSet
-from .combined import CombinedCM, _fit_delta, _fit_scale, _unit
+from .base import Array, Finite, Number
+from .combined import FOLDS, LAMBDAS, STACK_L2, TAUS, CombinedCM, _fit_delta, _fit_scale, _unit
 from .evidence import Evidence
+from .knn import DEFAULT_KS
 
+# the defaults of TransductiveCM's hyperparameters
 NAME_TEMPERATURES = (0.02, 0.05)   # how softly the corpus's texts are assigned to labels (cosine / t)
 NAME_WEIGHTS = (0.5, 1.0, 2.0, 4.0)  # of the texts' centroid against the label's name
 NAME_ROUNDS = 5
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)   # of each predicted label's items, most confident first
 ALPHAS = (0.0, 0.25, 0.5, 0.75)       # weight of the neighbours' labels
 NEIGHBOURS = 10
-FOLDS = 2
+CROSS_FOLDS = 2                    # of the cross-fit on the preference samples
 SAME = 1.0 - 1e-6                  # cosine at or above which two texts are the same text
 BLOCK = 512                        # rows of a similarity matrix computed at once (memory stays small)
 ITERATIONS = 100
@@ -91,10 +100,11 @@ def graph(X: np.ndarray, k: int = NEIGHBOURS) -> sparse.csr_matrix:
                              shape=(len(X), len(X)))
 
 
-def propagate(P0: np.ndarray, W: sparse.csr_matrix, alpha: float) -> np.ndarray:
-    """The fixed point of ``P = (1 - alpha) P0 + alpha W P`` (to 1e-10; alpha < 1 makes it a contraction)."""
+def propagate(P0: np.ndarray, W: sparse.csr_matrix, alpha: float, iterations: int = ITERATIONS) -> np.ndarray:
+    """The fixed point of ``P = (1 - alpha) P0 + alpha W P`` (to 1e-10, in at most ``iterations``
+    steps; alpha < 1 makes it a contraction)."""
     P = P0
-    for _ in range(ITERATIONS if alpha > 0 else 0):
+    for _ in range(iterations if alpha > 0 else 0):
         last, P = P, (1 - alpha) * P0 + alpha * (W @ P)
         if np.abs(P - last).max() < 1e-10:
             break
@@ -129,15 +139,18 @@ def refined_names(L: np.ndarray, X: np.ndarray, temperature: float, weight: floa
     return V
 
 
-def choose_names(L: np.ndarray, X: np.ndarray, Xp: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, tuple, float]:
+def choose_names(L: np.ndarray, X: np.ndarray, Xp: np.ndarray, y: np.ndarray, *,
+                 temperatures: Sequence[float] = NAME_TEMPERATURES, weights: Sequence[float] = NAME_WEIGHTS,
+                 rounds: int = NAME_ROUNDS) -> tuple[np.ndarray, tuple, float]:
     """(vectors, (temperature, weight), mean log-likelihood): the refinement of ``L`` on the corpus
-    ``X`` whose zero-shot classifier (cosine to the vectors, its scale fitted) gives the user's
-    labels ``y`` of ``Xp`` the highest likelihood."""
+    ``X`` (among ``temperatures`` x ``weights``, ``rounds`` rounds each) whose zero-shot classifier
+    (cosine to the vectors, its scale fitted) gives the user's labels ``y`` of ``Xp`` the highest
+    likelihood."""
     best = None
     ii = np.arange(len(y))
-    for t in NAME_TEMPERATURES:
-        for w in NAME_WEIGHTS:
-            V = refined_names(L, X, t, w)
+    for t in temperatures:
+        for w in weights:
+            V = refined_names(L, X, t, w, rounds)
             Z = Xp @ V.T
             scale = _fit_scale(Z, y)
             loglik = float((scale * Z[ii, y] - logsumexp(scale * Z, axis=1)).mean())
@@ -200,18 +213,134 @@ def _confident(P: np.ndarray, fraction: float) -> np.ndarray:
 class TransductiveCM(CombinedCM):
     """``cm_best``: :class:`CombinedCM` that also learns from the corpus it labels (see the module).
 
-    >>> best = TransductiveCM(EmbeddingAnnotator()).fit(pref_texts, y, label_set=label_set)  # doctest: +SKIP
-    >>> best.adapt(corpus_texts).predict_proba(corpus_texts)  # doctest: +SKIP
+    Without :meth:`adapt` it labels as ``cm_stack`` would on the centred vectors.
 
-    Without :meth:`adapt` it labels as ``cm_stack`` would on the centred vectors. Fitted attributes
-    beyond CombinedCM's (which it holds in the centred space): ``centre_`` (the mean of the user's
-    texts' vectors), ``fraction_``, ``alpha_`` (chosen by cross-fitting), ``n_user_`` (the first
-    ``n_user_`` rows of ``Xp_`` are the user's; the others are pseudo-labelled corpus items),
-    ``Xs_``/``Ps_`` (the corpus sample and its propagated labels), ``adapt_scores_``.
+    Parameters
+    ----------
+    annotator, encoder, taus, ks, lambdas, folds, stack_l2
+        As for :class:`CombinedCM`.
+    name_temperatures : tuple of float, default NAME_TEMPERATURES
+        How softly the corpus's texts are shared among the labels when their names are refined
+        (cosine / temperature).
+    name_weights : tuple of float, default NAME_WEIGHTS
+        The weights of a label's share of the corpus against its name.
+    name_rounds : int, default 5
+        The rounds of that refinement.
+    fractions : tuple of float, default FRACTIONS
+        The shares of each predicted label's corpus items, most confident first, that
+        self-training may take as examples (0: none).
+    alphas : tuple of float, default ALPHAS
+        The weights of the neighbours' labels that propagation may give (0: none; below 1).
+    neighbours : int, default 10
+        The neighbours of each item in the corpus's graph.
+    cross_folds : int, default 2
+        The parts of the preference samples the choices are cross-fitted on.
+    iterations : int, default 100
+        The most steps of label propagation toward its fixed point.
+    sample : int, default SAMPLE
+        The most corpus items it learns from (a seeded sample of a larger corpus).
+
+    Attributes
+    ----------
+    classes_, label_set_, bank_, encoder_, L_, Xp_, yp_, tau_, k_, W_, logreg_info_, weights_
+        As for :class:`CombinedCM`, in the centred space; after :meth:`adapt` they are the
+        adapted model's (``Xp_`` then holds pseudo-labelled corpus items after the user's).
+    centre_ : ndarray of shape (dim,)
+        The mean of the user's texts' vectors, which every vector is centred on.
+    L_user_, W_user_, weights_user_, logreg_info_user_
+        The model of the user's labels alone, which :meth:`adapt` starts from every time.
+    Ap_ : ndarray of shape (n_user_, labels)
+        The annotator's probabilities on the preference samples.
+    n_user_ : int
+        The first ``n_user_`` rows of ``Xp_`` are the user's.
+    names_ : tuple or None
+        The (temperature, weight) of the label names refined on the corpus; None: as given.
+    fraction_, alpha_ : float
+        The self-training share and the neighbours' weight, chosen by cross-fitting.
+    Xs_ : ndarray of shape (corpus, dim)
+        The corpus sample learned from (empty unless ``alpha_`` > 0).
+    Ps_ : ndarray of shape (corpus, labels)
+        Its propagated labels.
+    adapt_scores_ : tuple of tuple of float
+        After :meth:`adapt`: the cross-fitted log-likelihood per label of each (fraction, alpha).
+
+    Examples
+    --------
+    Toy models (see :class:`CombinedCM`) and a corpus of 24 unlabelled texts:
+
+    >>> import numpy as np
+    >>> from cmalign import LabelSet
+    >>> from cmalign.annotators.base import ScoringAnnotator
+    >>> WORDS = ("card", "arrival", "lost", "stolen", "exchange", "rate", "pin")
+    >>> class Words:
+    ...     identity = "words"
+    ...     def encode(self, texts):
+    ...         X = np.array([[w in t for w in WORDS] for t in texts], float) + 0.05
+    ...         return X / np.linalg.norm(X, axis=1, keepdims=True)
+    >>> class CardSayer(ScoringAnnotator):
+    ...     identity = "card-sayer"
+    ...     def label_scores(self, texts, labels):
+    ...         return np.array([[float(("card" in t) == (l == "card arrival")) for l in labels.labels]
+    ...                          for t in texts])
+    >>> labels = LabelSet(("card arrival", "lost or stolen", "exchange rate"))
+    >>> texts = ["has my card arrival been sent", "when is my card arrival", "card lost",
+    ...          "my card was stolen", "lost my pin card", "exchange rate today", "what rate do you give"]
+    >>> y = ["card arrival", "card arrival", "lost or stolen", "lost or stolen", "lost or stolen",
+    ...      "exchange rate", "exchange rate"]
+    >>> corpus = [f"{a} {b}" for a in ("card", "lost", "stolen", "rate")
+    ...           for b in ("arrival", "pin", "exchange", "", "today", "now")]
+    >>> model = TransductiveCM(CardSayer(), encoder=Words(), fractions=(0.0, 0.5), alphas=(0.0, 0.5))
+    >>> model.fit(texts, y, label_set=labels).adapt(corpus).fraction_ in model.fractions
+    True
+    >>> model.predict(["i lost my card", "the rate for euros"])
+    ['lost or stolen', 'exchange rate']
+    >>> np.allclose(model.predict_proba(corpus).sum(axis=1), 1.0)
+    True
+    >>> TransductiveCM(CardSayer(), alphas=(0.5, 1.0)).fit(texts, y, label_set=labels)
+    Traceback (most recent call last):
+    ...
+    cmalign.method.base.InvalidParameterError: alphas (0.5, 1.0): must be ... at least 0 and below 1
     """
 
     transductive = True
-    sample_limit = SAMPLE  # corpus items it learns from at most (``annotate --adapt`` reads no more)
+    _constraints = CombinedCM._constraints | {
+        "name_temperatures": Number(low=0, above=True, grid=True), "name_weights": Number(low=0, grid=True),
+        "name_rounds": Number(low=0, integer=True), "fractions": Number(low=0, high=1, grid=True),
+        "alphas": Number(low=0, high=1, below=True, grid=True), "neighbours": Number(low=1, integer=True),
+        "cross_folds": Number(low=2, integer=True), "iterations": Number(low=0, integer=True),
+        "sample": Number(low=1, integer=True)}
+    _state_arrays = CombinedCM._state_arrays | {
+        "centre_": Array(("dim",)), "W_user_": Array(("labels", "dim")), "L_user_": Array(("labels", "dim")),
+        "weights_user_": Array(("features",)), "Ap_": Array(("user", "labels")),
+        "Xs_": Array(("corpus", "dim")), "Ps_": Array(("corpus", "labels"))}
+    _state_values = CombinedCM._state_values | {
+        "logreg_info_user_": CombinedCM._state_values["logreg_info_"], "names_": Finite(),
+        "n_user_": Number(low=1, integer=True, dim="user"), "fraction_": Number(low=0, high=1),
+        "alpha_": Number(low=0, high=1, below=True), "adapt_scores_": Finite(required=False)}
+
+    def __init__(self, annotator: Annotator | None, *, encoder: SentenceEncoder | None = None,
+                 taus: Sequence[float] = TAUS, ks: Sequence[int] = DEFAULT_KS, lambdas: Sequence[float] = LAMBDAS,
+                 folds: int = FOLDS, stack_l2: float = STACK_L2,
+                 name_temperatures: Sequence[float] = NAME_TEMPERATURES, name_weights: Sequence[float] = NAME_WEIGHTS,
+                 name_rounds: int = NAME_ROUNDS, fractions: Sequence[float] = FRACTIONS,
+                 alphas: Sequence[float] = ALPHAS, neighbours: int = NEIGHBOURS, cross_folds: int = CROSS_FOLDS,
+                 iterations: int = ITERATIONS, sample: int = SAMPLE) -> None:
+        super().__init__(annotator, encoder=encoder, taus=taus, ks=ks, lambdas=lambdas, folds=folds,
+                         stack_l2=stack_l2)
+        self.name_temperatures = name_temperatures
+        self.name_weights = name_weights
+        self.name_rounds = name_rounds
+        self.fractions = fractions
+        self.alphas = alphas
+        self.neighbours = neighbours
+        self.cross_folds = cross_folds
+        self.iterations = iterations
+        self.sample = sample
+
+    @property
+    def sample_limit(self) -> int:
+        """The most corpus items it learns from (``annotate`` reads no more)."""
+        return self.sample
 
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> TransductiveCM:
         # the vectors' common direction, estimated on the user's texts (see _centred)
@@ -242,28 +371,29 @@ class TransductiveCM(CombinedCM):
     # -- learning from the corpus --------------------------------------------------------------
 
     def adapt_evidence(self, corpus: Evidence) -> TransductiveCM:
-        """Learn from the corpus's evidence (a seeded sample of ``SAMPLE`` items of a larger one):
+        """Learn from the corpus's evidence (a seeded sample of ``sample`` items of a larger one):
         choose the label names (as given, or refined on the corpus), ``fraction_`` and ``alpha_``
         first, all by one cross-fit."""
-        corpus = self._centred(_sample(corpus, SAMPLE))
+        corpus = self._centred(_sample(corpus, self.sample))
         user = Evidence(X=self.Xp_[:self.n_user_], A=self.Ap_, answer=self.Ap_.argmax(axis=1))
         y = self.yp_[:self.n_user_]
         self._restart(user.X, y)
-        if len(corpus.X) < NEIGHBOURS + 1:
+        if len(corpus.X) < self.neighbours + 1:
             return self
-        names, setting, _ = choose_names(self.L_user_, corpus.X, user.X, y)
+        names, setting, _ = choose_names(self.L_user_, corpus.X, user.X, y, temperatures=self.name_temperatures,
+                                         weights=self.name_weights, rounds=self.name_rounds)
         models = (self, self.renamed(user, y, names))
         given, refined = _each(lambda m: m._choose(user, y, corpus), models)
         k = int(_better_on_every_half(refined, given))
         model, self.names_, loglik = models[k], (None, setting)[k], (given, refined)[k].sum(axis=0)
         i, j = np.unravel_index(np.argmax(loglik), loglik.shape)   # ties: the first, i.e. less change
-        self.fraction_, self.alpha_ = FRACTIONS[i], ALPHAS[j]
+        self.fraction_, self.alpha_ = self.fractions[i], self.alphas[j]
         self.adapt_scores_ = tuple(tuple(round(v / len(y), 5) for v in row) for row in loglik)
         trained, P = model._self_trained(corpus, model._stacked(corpus), self.fraction_)
         self.L_, self.weights_, self.logreg_info_ = model.L_, model.weights_, model.logreg_info_
         self.Xp_, self.yp_, self.W_ = trained.Xp_, trained.yp_, trained.W_
         if self.alpha_ > 0:
-            self.Xs_, self.Ps_ = corpus.X, propagate(P, graph(corpus.X), self.alpha_)
+            self.Xs_, self.Ps_ = corpus.X, propagate(P, graph(corpus.X, self.neighbours), self.alpha_, self.iterations)
         return self
 
     def renamed(self, ev: Evidence, y: np.ndarray, L: np.ndarray) -> TransductiveCM:
@@ -285,19 +415,19 @@ class TransductiveCM(CombinedCM):
         each half's labels, predicted by the model refitted on the other half."""
         n = len(y)
         fold = np.empty(n, dtype=np.int64)
-        fold[np.random.default_rng(0).permutation(n)] = np.arange(n) % FOLDS
-        loglik = np.zeros((FOLDS, len(FRACTIONS), len(ALPHAS)))
-        for f in range(FOLDS):
+        fold[np.random.default_rng(0).permutation(n)] = np.arange(n) % self.cross_folds
+        loglik = np.zeros((self.cross_folds, len(self.fractions), len(self.alphas)))
+        for f in range(self.cross_folds):
             train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             if len(np.unique(y[train])) < 2:
                 continue
             # the model as the user's labels configured it, on this part of them alone
             part = self._with_examples(user.X[train], y[train], len(train), warm=False)
             nodes = _joined(_subset(user, test), corpus)      # the held-out samples, unlabelled
-            P0, W, rows = part._stacked(nodes), graph(nodes.X), np.arange(len(test))
-            for i, fraction in enumerate(FRACTIONS):
+            P0, W, rows = part._stacked(nodes), graph(nodes.X, self.neighbours), np.arange(len(test))
+            for i, fraction in enumerate(self.fractions):
                 _, P = part._self_trained(nodes, P0, fraction)
-                for j, Pa in enumerate(propagated(P, W, ALPHAS)):
+                for j, Pa in enumerate(propagated(P, W, tuple(self.alphas))):
                     loglik[f, i, j] = float(np.log(np.maximum(Pa[rows, y[test]], 1e-12)).sum())
         return loglik
 
@@ -356,7 +486,7 @@ class TransductiveCM(CombinedCM):
     def proba_evidence(self, ev: Evidence) -> np.ndarray:
         ev = self._centred(ev)
         P = self._stacked(ev)
-        if self.alpha_ <= 0 or len(self.Xs_) <= NEIGHBOURS:
+        if self.alpha_ <= 0 or len(self.Xs_) <= self.neighbours:
             return P
-        idx, w = neighbours(ev.X, self.Xs_, NEIGHBOURS)
+        idx, w = neighbours(ev.X, self.Xs_, self.neighbours)
         return (1 - self.alpha_) * P + self.alpha_ * np.einsum("nk,nkc->nc", w, self.Ps_[idx])

@@ -1,0 +1,18 @@
+"""The Examples in the estimators' docstrings run, on the toy annotators and encoders they build
+themselves: what the documentation shows is what the code does."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["cmalign.method.cm", "cmalign.method.knn", "cmalign.method.logreg", "cmalign.method.marginal",
+           "cmalign.method.combined", "cmalign.method.transductive"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_the_examples_in_the_docstrings_run(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS, verbose=False)
+    assert result.attempted > 0, f"{name} shows no example"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples in {name} fail (see the output above)"
