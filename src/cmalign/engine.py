@@ -45,7 +45,7 @@ class _Worker:
 
     def usage(self) -> tuple[int, Usage | None]:
         annotator = self.labeler.annotator
-        backend = getattr(annotator, "backend", None)
+        backend = annotator.backend
         return annotator.calls, None if backend is None else backend.usage
 
 

@@ -94,10 +94,11 @@ class LabelledOutput:
         if self.stdout:
             return self
         real = writable_target(self.path)
+        check_outputs([self.path], inputs, overwrite=True)  # an input is never written over, whatever its type
         self.format = output_format(self.path)
         lines = real if self.format == "jsonl" else real.with_name(real.name + PARTIAL_SUFFIX)
         record = lines.with_name(lines.name + RUN_SUFFIX)
-        check_outputs([self.path], inputs, sidecars=[record] + ([lines] if lines != real else []), overwrite=True)
+        check_outputs([], inputs, sidecars=[record] + ([lines] if lines != real else []), overwrite=True)
         has_lines = lines.exists() and lines.stat().st_size > 0
         if not (self.resume or self.overwrite):
             for there in (real, lines):

@@ -200,7 +200,7 @@ class Plan:
                 f"{self.requests} would be sent (about {self.prompt_tokens} prompt tokens, "
                 f"at most {self.max_completion_tokens} completion tokens)")
         if max_calls is not None and self.requests > max_calls:
-            line += f"; more than --max-calls {max_calls} allows"
+            line += f"; more than {{=max_calls}} {max_calls} allows"
         return line
 
 

@@ -13,6 +13,7 @@ import sys
 
 from ..annotators.registry import BackendOptions
 from ..data import Budget, describe_bundled, parse_seed
+from ..errors import shown
 from ..evaluation import format_table
 from ..jobs import (AnnotateOptions, BenchOptions, ExportOptions, FitOptions, ModelOptions, ReportOptions,
                     ReviewOptions, SelectOptions, annotate, bench, export_file, fit, report, review, select_items)
@@ -39,7 +40,7 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
 def _run(job, options_class, args: argparse.Namespace, progress: Progress) -> int:
     options = _build(options_class, args, **({"model": model_options(args)} if hasattr(args, "annotator") else {}))
     for line in job(options, progress).lines():
-        log.info("%s", line)
+        log.info("%s", shown(line, args.names))
     return 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..labels import LabelSet
 from ..labels import normalize
+from .cells import plain_cell
 from .fields import (LABEL_FIELDS, TEXT_FIELDS, Item, decode_json, may_hold_surrogate, member_offsets, pick,
                      quick_decoder)
 from .label_studio import label_studio_items
@@ -176,6 +177,7 @@ def _csv_records(lines: Iterator[str], fmt: str, path: Path) -> Iterator[tuple[i
                 problem = (f"a cell longer than {CSV_FIELD_LIMIT:,} characters, the csv module's limit: a quote "
                            "left open? (a longer text reads from JSONL or Parquet)")
             raise DataError(problem, path, reader.line_num) from None
+        row = [plain_cell(cell) for cell in row]  # a cell written safe for spreadsheets reads as it was
         if header is None:
             header = row
             twice = next((name for name in header if header.count(name) > 1), None)

@@ -81,7 +81,7 @@ def run_protocol(dataset: Dataset, budget: Budget, seed: int, annotator: Annotat
     and shared by every method (each is charged the calls it needs); kNN, the regression and the
     score-based methods read texts through ``encoder``, whatever the annotator is.
     """
-    backend = getattr(annotator, "backend", None)  # a scorer that sends requests (openai-score:)
+    backend = annotator.backend  # a scorer that sends requests (openai-score:)
     before = backend.usage.to_json() if backend is not None else None
     split = selected_split(dataset, budget, seed, selection, annotator, encoder, limit=limit)
     methods = _run_methods(split, dataset.labels, annotator, encoder, list(METHODS))

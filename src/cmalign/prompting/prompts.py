@@ -67,7 +67,7 @@ class Prompts:
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def to_toml(self) -> str:
-        lines = ["# cmalign prompts: edit and pass with --prompts FILE. Fields in {braces} are filled in;",
+        lines = ["# cmalign prompts: edit, then give this file as the prompts of a run. Fields in {braces} are filled in;",
                  "# write a literal brace as {{ or }}.", ""]
         for f in fields(self):
             lines.append(f"# fields: {', '.join(sorted(FIELDS[f.name]))}")
