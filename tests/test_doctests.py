@@ -1,5 +1,5 @@
-"""The Examples in the estimators' docstrings run, on the toy annotators and encoders they build
-themselves: what the documentation shows is what the code does."""
+"""The Examples in the docstrings run, on toy annotators and encoders (cmalign.method.examples):
+what the documentation shows is what the code does."""
 
 import doctest
 import importlib
@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 MODULES = ["cmalign.method.cm", "cmalign.method.knn", "cmalign.method.logreg", "cmalign.method.marginal",
-           "cmalign.method.combined", "cmalign.method.transductive"]
+           "cmalign.method.combined", "cmalign.method.transductive", "cmalign.method.examples", "cmalign.chunks",
+           "cmalign.labels"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -80,11 +80,7 @@ class ConsistentMarginalization(Method):
     >>> import numpy as np
     >>> from cmalign import LabelSet
     >>> from cmalign.annotators.base import ScoringAnnotator
-    >>> class Swapper(ScoringAnnotator):
-    ...     identity = "swapper"
-    ...     def label_scores(self, texts, labels):
-    ...         said = ["weather" if "alarm" in t else "alarm" if "rain" in t else "music" for t in texts]
-    ...         return np.array([[float(s == l) for l in labels.labels] for s in said])
+    >>> from cmalign.method.examples import Swapper
     >>> labels = LabelSet(("alarm", "music", "weather"))
     >>> texts = ["set an alarm", "alarm at six", "will it rain", "play a song"]
     >>> y = ["alarm", "alarm", "weather", "music"]
@@ -176,11 +172,7 @@ class AnnotatorAlone(Method):
     >>> import numpy as np
     >>> from cmalign import LabelSet
     >>> from cmalign.annotators.base import ScoringAnnotator
-    >>> class Swapper(ScoringAnnotator):
-    ...     identity = "swapper"
-    ...     def label_scores(self, texts, labels):
-    ...         said = ["weather" if "alarm" in t else "alarm" if "rain" in t else "music" for t in texts]
-    ...         return np.array([[float(s == l) for l in labels.labels] for s in said])
+    >>> from cmalign.method.examples import Swapper
     >>> base = AnnotatorAlone(Swapper()).fit(["set an alarm", "play a song"], ["alarm", "music"],
     ...                                      label_set=LabelSet(("alarm", "music", "weather")))
     >>> base.predict(["an alarm for seven"])

@@ -73,11 +73,7 @@ class KNNClassifier(Method):
     --------
     >>> import numpy as np
     >>> from cmalign import LabelSet
-    >>> class Letters:   # a toy encoder: a text's counts of a few letters, unit length
-    ...     identity = "letters"
-    ...     def encode(self, texts):
-    ...         X = np.array([[t.count(c) for c in "aeiourst"] for t in texts], float) + 0.1
-    ...         return X / np.linalg.norm(X, axis=1, keepdims=True)
+    >>> from cmalign.method.examples import Letters
     >>> texts = ["aaa", "aab", "aba", "uuu", "uus", "usu"]
     >>> knn = KNNClassifier(Letters(), ks=(1, 3)).fit(texts, list("xxxyyy"), label_set=LabelSet(("x", "y")))
     >>> knn.k_, knn.predict(["baa", "suu"])

@@ -114,11 +114,7 @@ class LogisticRegressionClassifier(Method):
     --------
     >>> import numpy as np
     >>> from cmalign import LabelSet
-    >>> class Letters:   # a toy encoder: a text's counts of a few letters, unit length
-    ...     identity = "letters"
-    ...     def encode(self, texts):
-    ...         X = np.array([[t.count(c) for c in "aeiourst"] for t in texts], float) + 0.1
-    ...         return X / np.linalg.norm(X, axis=1, keepdims=True)
+    >>> from cmalign.method.examples import Letters
     >>> labels = LabelSet(("x", "y", "z"))
     >>> lr = LogisticRegressionClassifier(Letters(), cs=(1.0, 100.0), folds=2)
     >>> lr = lr.fit(["aaa", "aab", "aba", "uuu", "uus", "usu"], list("xxxyyy"), label_set=labels)

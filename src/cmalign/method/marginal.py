@@ -119,16 +119,8 @@ class MarginalCM(ScoredMethod):
     >>> import numpy as np
     >>> from cmalign import LabelSet
     >>> from cmalign.annotators.base import ScoringAnnotator
-    >>> class Swapper(ScoringAnnotator):
-    ...     identity = "swapper"
-    ...     def label_scores(self, texts, labels):
-    ...         said = ["weather" if "alarm" in t else "alarm" if "rain" in t else "music" for t in texts]
-    ...         return np.array([[float(s == l) for l in labels.labels] for s in said])
-    >>> class Letters:
-    ...     identity = "letters"
-    ...     def encode(self, texts):
-    ...         X = np.array([[t.count(c) for c in "aeiourst"] for t in texts], float) + 0.1
-    ...         return X / np.linalg.norm(X, axis=1, keepdims=True)
+    >>> from cmalign.method.examples import Swapper
+    >>> from cmalign.method.examples import Letters
     >>> labels = LabelSet(("alarm", "music", "weather"))
     >>> texts = ["set an alarm", "alarm at six", "will it rain", "rain tomorrow", "play a song", "some music"]
     >>> y = ["alarm", "alarm", "weather", "weather", "music", "music"]

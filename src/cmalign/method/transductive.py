@@ -271,22 +271,7 @@ class TransductiveCM(CombinedCM):
     >>> import numpy as np
     >>> from cmalign import LabelSet
     >>> from cmalign.annotators.base import ScoringAnnotator
-    >>> WORDS = ("card", "arrival", "lost", "stolen", "exchange", "rate", "pin")
-    >>> class Words:
-    ...     identity = "words"
-    ...     def encode(self, texts):
-    ...         X = np.array([[w in t for w in WORDS] for t in texts], float) + 0.05
-    ...         return X / np.linalg.norm(X, axis=1, keepdims=True)
-    >>> class CardSayer(ScoringAnnotator):
-    ...     identity = "card-sayer"
-    ...     def label_scores(self, texts, labels):
-    ...         return np.array([[float(("card" in t) == (l == "card arrival")) for l in labels.labels]
-    ...                          for t in texts])
-    >>> labels = LabelSet(("card arrival", "lost or stolen", "exchange rate"))
-    >>> texts = ["has my card arrival been sent", "when is my card arrival", "card lost",
-    ...          "my card was stolen", "lost my pin card", "exchange rate today", "what rate do you give"]
-    >>> y = ["card arrival", "card arrival", "lost or stolen", "lost or stolen", "lost or stolen",
-    ...      "exchange rate", "exchange rate"]
+    >>> from cmalign.method.examples import CARD_LABELS as labels, CARD_TEXTS as texts, CARD_Y as y, CardSayer, Words
     >>> corpus = [f"{a} {b}" for a in ("card", "lost", "stolen", "rate")
     ...           for b in ("arrival", "pin", "exchange", "", "today", "now")]
     >>> model = TransductiveCM(CardSayer(), encoder=Words(), fractions=(0.0, 0.5), alphas=(0.0, 0.5))
