@@ -81,20 +81,23 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     loud.add_argument("-v", "--verbose", action="store_const", dest="verbosity", const=1, help="say more")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, parents=[talk])
+    def command(name: str, help: str, usage: str = "") -> argparse.ArgumentParser:  # usage: a short one
+        p = sub.add_parser(name, help=help, description=help, parents=[talk],
+                           usage=f"cmalign {name} {usage} [options]" if usage else None)
         p.set_defaults(func=commands[name])
         return p
 
     command("datasets", "list the bundled datasets")
-    p = command("fit", "preference files (the user's labels) -> memory bank file (and the method's state)")
+    p = command("fit", "preference files (the user's labels) -> memory bank file (and the method's state)",
+                "PREFERENCES... -o BANK")
     p.add_argument("preferences", nargs="+", help="JSONL, CSV, TSV or Parquet with a text and a label per item, or "
                    "a Label Studio JSON export (its annotated tasks); one file per labelling round; - reads stdin")
     _output(p, "where to write the bank (JSON)")
     p.add_argument("--labels", help="label-set file (one label a line; default: the labels in the data)")
     _fields(p)
     _model(p, plan=True)
-    p = command("annotate", "unlabelled file -> the labels, using a bank (JSONL, CSV, TSV or Parquet by -o's suffix)")
+    p = command("annotate", "unlabelled file -> the labels, using a bank (JSONL, CSV, TSV or Parquet by -o's suffix)",
+                "INPUT --bank BANK -o OUTPUT")
     p.add_argument("input", help="JSONL, CSV, TSV or Parquet with a text per item, or a Label Studio JSON export; "
                    "- reads stdin")
     p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
@@ -113,7 +116,8 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
         f"$OMP_NUM_THREADS where set, else the cores it may use: here {usable_cores()})")
     run("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
     _model(p, plan=True)
-    p = command("select", "unlabelled pool -> the items to label next (a file with a label to fill)")
+    p = command("select", "unlabelled pool -> the items to label next (a file with a label to fill)",
+                "POOL --n N -o OUTPUT")
     p.add_argument("pool", help="JSONL, CSV, TSV or Parquet with a text per item; - reads stdin")
     p.add_argument("--n", type=int, required=True, help="how many items to choose")
     _output(p, "where to write them: .jsonl, .csv, .tsv or .parquet; - writes JSONL to stdout")
@@ -125,7 +129,8 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0): the same seed, the same choice")
     _fields(p, keep=True)
     _model(p)
-    p = command("review", "bank (and an annotate output) -> ranked file of what a person should check")
+    p = command("review", "bank (and an annotate output) -> ranked file of what a person should check",
+                "--bank BANK -o OUTPUT")
     p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
     p.add_argument("--labelled", help="an annotate output: its least confident items are added")
     p.add_argument("--n", type=int, default=100, help="least confident labelled items to add (default: 100)")
