@@ -24,7 +24,7 @@ from xml.sax.saxutils import quoteattr
 
 from .chunks import batched
 from .data.cells import safe_cell
-from .data.fields import TEXT_FIELDS, pick
+from .data.fields import TEXT_FIELDS, checked_text, pick
 from .data.io import line_unit, records
 from .errors import DataError
 from .files import check_outputs, is_stdio, write_atomically
@@ -134,11 +134,7 @@ def _text_field(record: dict, source: Path, number: int) -> str:
     if key is None:
         raise DataError(f"no text field {' or '.join(TEXT_FIELDS)!r}; the fields are {sorted(record)}", source, number,
                         unit=line_unit(source))
-    text = record[key]
-    if not isinstance(text, str) or not text.strip():
-        what = ("missing" if text is None else "empty" if isinstance(text, str)
-                else f"a {type(text).__name__}, not a string")
-        raise DataError(f"the text field {key!r} is {what}", source, number, unit=line_unit(source))
+    checked_text(record[key], key, source, number, line_unit(source))
     return key
 
 

@@ -29,6 +29,16 @@ class Item:
     fields: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
+def checked_text(text: Any, key: str, path: str | Path, number: int, unit: str | None = None, *,
+                 none: str = "missing") -> str:
+    """``text``, the value of the text field ``key``, if it is a string with a word in it; else the
+    one error every reader gives (``none`` says what a None is: missing, or null)."""
+    if isinstance(text, str) and text.strip():
+        return text
+    what = none if text is None else "empty" if isinstance(text, str) else f"a {type(text).__name__}, not a string"
+    raise DataError(f"the text field {key!r} is {what}", path, number, unit=unit)
+
+
 def pick(present: Iterable[str], wanted: str | None, defaults: Sequence[str]) -> str | None:
     """The field to read: ``wanted`` if present, else the first of ``defaults`` present (None: none is)."""
     present = list(present)

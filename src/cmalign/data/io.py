@@ -22,8 +22,8 @@ from ..errors import DataError
 from ..labels import LabelSet
 from ..labels import normalize
 from .cells import plain_cell
-from .fields import (LABEL_FIELDS, TEXT_FIELDS, Item, decode_json, may_hold_surrogate, member_offsets, pick,
-                     quick_decoder)
+from .fields import (LABEL_FIELDS, TEXT_FIELDS, Item, checked_text, decode_json, may_hold_surrogate, member_offsets,
+                     pick, quick_decoder)
 from .label_studio import label_studio_items
 
 GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)  # what reading a damaged .gz raises
@@ -265,11 +265,7 @@ def iter_items(path: str | Path, *, text_field: str | None = None, label_field: 
                 raise DataError(f"no label field {wanted!r}; the fields are {sorted(record)}",
                                 path, number if by_line else None, column=None if by_line else wanted)
             columns_checked = True
-        text = record.get(text_key)
-        if not isinstance(text, str) or not text.strip():
-            what = ("missing" if text is None else "empty" if isinstance(text, str)
-                    else f"a {type(text).__name__}, not a string")
-            raise DataError(f"the text field {text_key!r} is {what}", path, number, unit=unit)
+        text = checked_text(record.get(text_key), text_key, path, number, unit)
         label = record.get(label_key) if label_key is not None else None
         if label is not None and not isinstance(label, str):
             if isinstance(label, float) and not math.isfinite(label):  # a Parquet float column's NaN

@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import DataError
-from .fields import TEXT_FIELDS, Item, decode_json, pick
+from .fields import TEXT_FIELDS, Item, checked_text, decode_json, pick
+
 
 def label_studio_items(path: str | Path, *, text_field: str | None = None, label_field: str | None = None,
                        require_labels: bool = False, allow_empty: bool = False) -> Iterator[Item]:
@@ -43,11 +44,7 @@ def label_studio_items(path: str | Path, *, text_field: str | None = None, label
         if key is None:
             raise DataError(f"its data has no text field {text_field or ' or '.join(TEXT_FIELDS)!r}; the fields are "
                             f"{sorted(data)}", path, number, unit="task")
-        text = data[key]
-        if not isinstance(text, str) or not text.strip():
-            what = ("null" if text is None else "empty" if isinstance(text, str)
-                    else f"a {type(text).__name__}, not a string")
-            raise DataError(f"the text field {key!r} is {what}", path, number, unit="task")
+        text = checked_text(data[key], key, path, number, "task", none="null")
         label = _annotated_label(task, label_field, path, number)
         if require_labels and label is None:
             raise DataError("has no annotation (none, or all cancelled)", path, number, unit="task")
