@@ -19,7 +19,7 @@ def run(capsys, *argv):
 def test_a_byte_order_mark_is_not_part_of_the_first_field(tmp_path):
     (tmp_path / "excel.csv").write_bytes("\ufefftext,label\nwake me at 7,alarm\n".encode("utf-8"))
     (tmp_path / "bom.jsonl").write_bytes('\ufeff{"text": "wake me at 7", "label": "alarm"}\n'.encode("utf-8"))
-    for name, line in (("excel.csv", 2), ("bom.jsonl", 1)):  # a CSV's first line is its header
+    for name, line in (("excel.csv", 1), ("bom.jsonl", 1)):  # a CSV's header is not a row
         (item,) = read_items(tmp_path / name)
         assert (item.text, item.label, item.line) == ("wake me at 7", "alarm", line)
 

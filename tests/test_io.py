@@ -42,8 +42,9 @@ def test_missing_text_on_a_later_line(tmp_path):
 def test_csv_with_configured_columns(tmp_path):
     f = write(tmp_path / "t.csv", 'id,body,team\n1,"printer, on fire",ops\n2,refund please,billing\n')
     items = read_items(f, text_field="body", label_field="team", require_labels=True)
-    assert [(i.text, i.label, i.line) for i in items] == [("printer, on fire", "ops", 2),
-                                                          ("refund please", "billing", 3)]
+    # line is the data row: the header is not one
+    assert [(i.text, i.label, i.line) for i in items] == [("printer, on fire", "ops", 1),
+                                                          ("refund please", "billing", 2)]
 
 
 def test_csv_without_the_text_column_names_the_column(tmp_path):
@@ -181,7 +182,7 @@ def test_an_upper_case_gz_suffix_is_decompressed(tmp_path):
     (tmp_path / "P.JSONL.GZ").write_bytes(gzip.compress(b'{"text": "hi", "label": "x"}\n'))
     (tmp_path / "T.CSV.GZ").write_bytes(gzip.compress(b"text,label\nhi,x\n"))
     assert [(i.text, i.label) for i in read_items(tmp_path / "P.JSONL.GZ")] == [("hi", "x")]
-    assert [(i.text, i.label, i.line) for i in read_items(tmp_path / "T.CSV.GZ")] == [("hi", "x", 2)]
+    assert [(i.text, i.label, i.line) for i in read_items(tmp_path / "T.CSV.GZ")] == [("hi", "x", 1)]
 
 
 def test_a_csv_cell_over_the_csv_limit_is_refused_with_its_line(tmp_path):
@@ -196,7 +197,7 @@ def test_a_csv_cell_over_the_csv_limit_is_refused_with_its_line(tmp_path):
 def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"t.csv:1: the column 'text' appears twice in the header"):
         read_items(write(tmp_path / "t.csv", "text,label,text\na,x,b\n"))
-    assert [(i.text, i.line) for i in read_items(write(tmp_path / "u.tsv", "text\tlabel\n\na\tx\n"))] == [("a", 3)]
+    assert [(i.text, i.line) for i in read_items(write(tmp_path / "u.tsv", "text\tlabel\n\na\tx\n"))] == [("a", 1)]
 
 
 def test_a_json_label_file_with_null_descriptions_has_none_and_other_types_are_refused(tmp_path):

@@ -150,7 +150,10 @@ def test_bench_numbers_that_are_not_finite_or_in_range_are_refused(tmp_path, old
     path.write_text(_bench_line(1) + "\n" + good.replace(old, new) + "\n")
     with pytest.raises(DataError) as error:
         read_bench(path)
-    assert (error.value.path, error.value.line) == (str(path), 2) and field in error.value.problem
+    # named by the field, or by the number where the JSON reader itself refuses it (1e400, NaN)
+    number = new.split(": ", 1)[1]
+    assert (error.value.path, error.value.line) == (str(path), 2)
+    assert field in error.value.problem or number in error.value.problem
     assert "\n" not in str(error.value)
 
 
@@ -207,7 +210,7 @@ def test_report_of_a_bad_bench_file_is_one_line(inputs, tmp_path, capsys):
     out = tmp_path / "r.html"
     code = main(["report", "--bank", str(inputs / "bank.json"), "--bench", str(bench), "-o", str(out)])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and f"{bench}:2: 'seed' must be a whole number" in err
+    assert code == 2 and err.count("\n") == 1 and f"{bench}:2: the number 1e400 is too large" in err
     assert not out.exists()
 
 

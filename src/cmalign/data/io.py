@@ -90,10 +90,11 @@ def _first_character(path: Path) -> str:
 
 
 def line_unit(path: str | Path) -> str | None:
-    """What an item's ``line`` counts in ``path``: ``row`` (Parquet), ``task`` (Label Studio) or
-    None (a text file's lines), for :class:`DataError`."""
+    """What an item's ``line`` counts in ``path``: ``row`` (the data rows of a CSV, TSV or Parquet
+    file: a header is not a row), ``task`` (Label Studio) or None (a JSONL file's lines), for
+    :class:`DataError`."""
     try:
-        return {"parquet": "row", "label-studio": "task"}.get(_format_of(Path(path)))
+        return {"parquet": "row", "csv": "row", "tsv": "row", "label-studio": "task"}.get(_format_of(Path(path)))
     except DataError:
         return None
 
@@ -166,6 +167,7 @@ def _csv_records(lines: Iterator[str], fmt: str, path: Path) -> Iterator[tuple[i
     library does not change under its caller (a longer text reads from JSONL or Parquet)."""
     reader = csv.reader(lines, delimiter="\t" if fmt == "tsv" else ",")
     header: list[str] | None = None
+    rows = 0
     while True:
         try:
             row = next(reader)
@@ -189,7 +191,8 @@ def _csv_records(lines: Iterator[str], fmt: str, path: Path) -> Iterator[tuple[i
             continue  # a blank line, as csv.DictReader skips it
         if len(row) > len(header):
             raise DataError("more cells than the header has columns", path, reader.line_num)
-        yield reader.line_num, dict(zip(header, row + [None] * (len(header) - len(row))))
+        rows += 1  # an item's number is its data row (the header is not one); errors here name the editor's line
+        yield rows, dict(zip(header, row + [None] * (len(header) - len(row))))
 
 
 def json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
