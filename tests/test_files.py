@@ -159,3 +159,21 @@ def test_csv_cells_a_spreadsheet_would_run_are_quoted_and_read_back_unchanged(tm
     with open(chosen, newline="", encoding="utf-8") as handle:
         assert all(row["text"][0] not in "=+-@" for row in csv.DictReader(handle))
     assert sorted(i.text for i in read_items(chosen)) == sorted(FORMULAS)
+
+
+def test_a_number_no_parquet_column_holds_is_one_line(tmp_path, capsys):
+    src = tmp_path / "big.jsonl"
+    src.write_text('{"text": "a", "n": 1}\n{"text": "b", "n": 99999999999999999999999}\n')
+    code, err = run(capsys, "export", src, "-o", tmp_path / "big.parquet")
+    assert code == 2 and "big.jsonl:2: the field 'n' is 99999999999999999999999" in err
+    assert not (tmp_path / "big.parquet").exists()
+
+
+def test_an_output_path_that_loops_or_is_too_long_fails_before_any_model_loads(job, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("cmalign.jobs.common.default_encoder", lambda *a: pytest.fail("loaded the model"))
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for target in (tmp_path / "a", tmp_path / ("x" * 250 + ".jsonl")):
+        code, err = run(capsys, "annotate", job / "in.jsonl", "--bank", job / "bank.json", "-o", target,
+                        "--method", "cm_remap")
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err

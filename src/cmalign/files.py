@@ -42,6 +42,10 @@ def writable_target(path: str | Path, *, sidecar: bool = False) -> Path:
         raise DataError("is a symbolic link; cmalign writes the files it keeps beside another itself, never "
                         "through a link: remove it", path)
     real = Path(os.path.realpath(path))
+    if len(real.name.encode()) > 240:  # room for the temporary file's prefix and suffix within NAME_MAX
+        raise DataError("the file name is too long (240 bytes at most)", path)
+    if os.path.islink(real):  # realpath stops at a link it cannot resolve: a loop
+        raise DataError("is a symbolic link that never reaches a file (a loop)", path)
     if real.exists() and not real.is_file():
         kind = "a folder" if real.is_dir() else "not a regular file (a device, pipe or socket)"
         raise DataError(f"is {kind}; write to a file", path)
@@ -49,8 +53,6 @@ def writable_target(path: str | Path, *, sidecar: bool = False) -> Path:
         raise DataError(f"the folder {real.parent} does not exist", path)
     if not os.access(real.parent, os.W_OK) or (real.exists() and not os.access(real, os.W_OK)):
         raise DataError("cannot write here (permission denied)", path)
-    if len(real.name.encode()) > 240:  # room for the temporary file's prefix and suffix within NAME_MAX
-        raise DataError("the file name is too long", path)
     return real
 
 

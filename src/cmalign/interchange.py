@@ -203,6 +203,9 @@ def _write_parquet(rows: Rows, handle: BinaryIO, source: Path) -> None:
                     kind = _kind(value)
                     if kind is None:
                         continue
+                    if type(value) is int and not -2**63 <= value < 2**64:
+                        raise DataError(f"the field {key!r} is {value}, a whole number no Parquet column holds (64 "
+                                        "bits at most)", source, number, unit=line_unit(source))
                     earlier = kinds.setdefault(key, (kind, number))
                     if earlier[0] != kind:
                         unit = line_unit(source)
