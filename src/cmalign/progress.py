@@ -103,7 +103,8 @@ class _Lines:
         left = ""
         if self.total is not None and rate > 0 and self.done < self.total:
             left = f", {_duration((self.total - self.done) / rate)} left"
-        return f"{self.what}: {self.done}{of} {self.unit}s{share}, {rate:.0f} {self.unit}s/s{left}"
+        shown = f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}"  # a slow phase (bench runs) is not "0 runs/s"
+        return f"{self.what}: {self.done}{of} {self.unit}s{share}, {shown} {self.unit}s/s{left}"
 
 
 def _duration(seconds: float) -> str:
