@@ -79,6 +79,7 @@ class _Lines:
     def __init__(self, total: int | None, what: str, unit: str, every: float) -> None:
         self.total, self.what, self.unit, self.every = total, what, unit, every
         self.done = self.base = 0
+        self.said: int | None = None
         self.started = self.last = time.monotonic()
 
     def skip(self, n: int) -> None:
@@ -89,11 +90,12 @@ class _Lines:
         self.done += n
         now = time.monotonic()
         if now - self.last >= self.every:
-            self.last = now
+            self.last, self.said = now, self.done
             log.info("%s", self.line(now))
 
     def close(self) -> None:
-        log.info("%s", self.line(time.monotonic()))
+        if self.said != self.done:  # the last count, unless the last line said it
+            log.info("%s", self.line(time.monotonic()))
 
     def line(self, now: float) -> str:
         elapsed = max(now - self.started, 1e-9)
