@@ -124,9 +124,10 @@ class Labeler:
         if backend is not None and all(not a.raw for a in answers) and backend.rejected:
             raise CmalignError(f"{backend.model_id} refused every request about the {len(texts)} preference "
                                f"samples; the last refusal: {backend.last_rejection.removeprefix('rejected: ')}")
-        bank = MemoryBank.build(answers, y, label_set, annotator=self.annotator.identity, budget=budget,
-                                seed=seed, texts=texts)
         method = self._new_method().fit(texts, y, label_set=label_set, answers=answers)
+        # the method built the bank of these answers already (a baseline asks none and builds none)
+        bank = replace(method.bank_, budget=budget, seed=seed) if method.bank_ is not None else MemoryBank.build(
+            answers, y, label_set, annotator=self.annotator.identity, budget=budget, seed=seed, texts=texts)
         method.bank_ = bank
         self.bank_, self.method_ = bank, method
         return self
