@@ -94,6 +94,8 @@ def annotate(options: AnnotateOptions, progress: Progress = QUIET) -> AnnotateRe
         threads = options.threads if options.threads is not None else default_threads()
         set_threads(threads)
         map_large_blocks()
+        if options.engine == "ray" and not options.dry_run:  # a missing Ray or an unreachable cluster: before loading
+            RayEngine.preflight(options.ray_address)
         labeler = None
         try:  # a chat model's methods need only the bank: loading sends nothing, so a dry run can plan here
             labeler = Model(options.model, progress).labeler(bank, options.bank, chunk_size=options.batch_size)
@@ -102,8 +104,6 @@ def annotate(options: AnnotateOptions, progress: Progress = QUIET) -> AnnotateRe
             if labeler.refit_reason:
                 log.info("fitted %s on the bank's %d preference samples (%s; 'cmalign fit' with this method saves "
                          "it)", labeler.method, len(bank.samples), labeler.refit_reason)
-            if options.engine == "ray":  # a missing Ray or an unreachable cluster: before any learning
-                RayEngine.preflight(options.ray_address)
             _learn(labeler, items, total, options.adapt, progress)
             engine = _engine(options, labeler, threads)
             asked = labeler.annotator.calls
