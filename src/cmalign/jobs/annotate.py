@@ -85,6 +85,8 @@ def annotate(options: AnnotateOptions, progress: Progress = QUIET) -> AnnotateRe
         if not options.dry_run:  # a bad output, one there already or a second writer: fail before loading
             output.claim(input_path, options.bank, options.labels,
                          *(state_path(options.bank, name) for name in METHODS))
+        if options.engine == "ray" and not options.dry_run:  # a missing Ray or an unreachable cluster: first
+            RayEngine.preflight(options.ray_address)
         bank = MemoryBank.load(options.bank)
         if options.labels:
             bank.check_label_set(read_labelset(options.labels), options.bank, options.labels)
@@ -94,8 +96,6 @@ def annotate(options: AnnotateOptions, progress: Progress = QUIET) -> AnnotateRe
         threads = options.threads if options.threads is not None else default_threads()
         set_threads(threads)
         map_large_blocks()
-        if options.engine == "ray" and not options.dry_run:  # a missing Ray or an unreachable cluster: before loading
-            RayEngine.preflight(options.ray_address)
         labeler = None
         try:  # a chat model's methods need only the bank: loading sends nothing, so a dry run can plan here
             labeler = Model(options.model, progress).labeler(bank, options.bank, chunk_size=options.batch_size)
