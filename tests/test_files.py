@@ -107,6 +107,7 @@ def test_an_overwrite_that_fails_keeps_the_old_output_whole(tmp_path):
         # the run fails here (an HTTP 429, a signal): finish() is never reached
     assert out.read_text() == "earlier line 1\nearlier line 2\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.jsonl.cmalign-run"]
+    assert (tmp_path / "out.jsonl.cmalign-run").read_text() == ""  # the failed run is not on record for a resume
     with LabelledOutput(out, overwrite=True) as output:
         output.claim(tmp_path / "in.jsonl")
         output.start(iter(items), {"bank": "b"})

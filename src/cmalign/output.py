@@ -142,11 +142,16 @@ class LabelledOutput:
             self._writing.write_bytes(b"")
         else:
             self._lines.write_bytes(b"")
-        os.ftruncate(self._lock, 0)
-        os.pwrite(self._lock, (json.dumps(run, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"), 0)
-        os.fsync(self._lock)
+        self._run = run
+        if self._writing == self._lines:  # a replacement's record waits until it replaces the old output
+            self._record_run()
         self._out = open(self._writing, "a", encoding="utf-8")
         return done
+
+    def _record_run(self) -> None:
+        os.ftruncate(self._lock, 0)
+        os.pwrite(self._lock, (json.dumps(self._run, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"), 0)
+        os.fsync(self._lock)
 
     def _kept(self, items: Iterator[Item], run: dict[str, Any]) -> int:
         """Check the lines an earlier run left against ``items`` (taking one item per line), cut a
@@ -208,6 +213,7 @@ class LabelledOutput:
         self._out.close()
         if self._writing != self._lines:
             os.replace(self._writing, self._real)
+            self._record_run()  # the old output's record stood until now, beside the old output
         elif self._lines != self._real:
             export(self._lines, self._real, fmt=self.format, overwrite=True)
             self._lines.unlink()
