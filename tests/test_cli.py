@@ -97,7 +97,7 @@ def test_bench_json_is_shaped_as_documented_and_repeatable(capsys, annotator):
     result = json.loads(line)
     assert result["dataset"] == "massive_scenario" and result["seed"] == 0 and result["budget"] == "0.01"
     assert result["n_preference"] == 115 and result["n_eval"] == 1000
-    assert result["annotator"].startswith("embedding:all-MiniLM-L6-v2@53aa5117")
+    assert result["annotator"].startswith("embedding:bge-small-en-int8@68807e3ff2ab")
     methods = result["methods"]
     assert list(methods) == list(METHODS)
     # the annotator's column is the annotator's own accuracy on the evaluation items

