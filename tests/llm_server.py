@@ -7,7 +7,8 @@ part-masked as OpenAI does), ``"slow"`` (answers after
 ``delay`` seconds), ``"drop"`` (closes the connection without answering), ``"html"`` (a gateway's
 error page as a 200), and, forwarding and then changing the answer, ``"strip-logprobs"`` (takes the
 token log-probabilities out, as a server without them does), ``"empty-choices"``, ``"null-content"``
-and ``"nan-logprobs"``.
+and ``"nan-logprobs"``; for embeddings, ``"nan-vector"`` (a NaN in the first vector) and
+``"short-data"`` (one vector fewer than the texts sent).
 
 :class:`FaultServer` needs no model: it answers right by a rule, and replies malformed, empty,
 NaN, oversize, slow or with a reset connection where its script says so.
@@ -40,12 +41,15 @@ def free_port() -> int:
 class LlamaServer:
     """``python -m llama_cpp.server`` on a free loopback port; ``stop()`` or ``kill()`` ends it."""
 
-    def __init__(self, gguf: Path, log: Path, *options: str) -> None:
+    def __init__(self, gguf: Path, log: Path, *options: str, embeddings: bool = False) -> None:
         self.port = free_port()
         self.log = log
+        # embeddings: served mean-pooled, one vector per text (see embedding_server.py)
+        server = [str(Path(__file__).with_name("embedding_server.py")), "--embedding", "true"] if embeddings \
+            else ["-m", "llama_cpp.server"]
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+                [sys.executable, *server, "--model", str(gguf), "--host", "127.0.0.1",
                  "--port", str(self.port), "--model_alias", MODEL_ALIAS, "--verbose", "false", "--n_ctx", "2048",
                  *options], stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
@@ -150,6 +154,13 @@ class FaultProxy:
                     self._reply(200, b"<html><body>502 Bad Gateway</body></html>", {"Content-Type": "text/html"})
                     return
                 status, answer = proxy._forward("POST", self.path, body)
+                if status == 200 and fault in ("nan-vector", "short-data"):  # an embeddings reply, broken
+                    reply = json.loads(answer)
+                    if fault == "nan-vector":
+                        reply["data"][0]["embedding"][0] = math.nan
+                    else:
+                        reply["data"] = reply["data"][:-1]
+                    answer = json.dumps(reply).encode()
                 if status == 200 and fault in ("strip-logprobs", "empty-choices", "null-content", "nan-logprobs"):
                     reply = json.loads(answer)
                     for choice in reply.get("choices", []):

@@ -230,6 +230,9 @@ class ResponseCache:
                 "request TEXT NOT NULL, text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, "
                 "completion_tokens INTEGER NOT NULL, finish_reason TEXT NOT NULL, created REAL NOT NULL, "
                 "logprobs TEXT)")
+            self._db.execute(  # an embeddings endpoint's vectors (float32, little-endian), by model and text
+                "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
+                "dim INTEGER NOT NULL, vector BLOB NOT NULL, created REAL NOT NULL)")
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(completions)")}
             if "logprobs" not in columns:  # a cache an older cmalign wrote: its answers stay valid
                 self._db.execute("ALTER TABLE completions ADD COLUMN logprobs TEXT")
@@ -281,10 +284,44 @@ class ResponseCache:
                      _logprobs_to_json(completion.logprobs)))
 
     def _write(self, statement: str, values: tuple) -> None:
+        self._write_many(statement, [values])
+
+    def vectors(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The vectors stored for ``keys`` (float32 bytes), those there are; a row whose bytes are not
+        its ``dim`` floats, or not all finite, is dropped (its text is embedded again)."""
+        found: dict[str, bytes] = {}
         try:
-            self._db.execute(statement, values)
+            for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
+                part = keys[start:start + 500]
+                rows = self._db.execute(f"SELECT key, dim, vector FROM vectors WHERE key IN "
+                                        f"({','.join('?' * len(part))})", tuple(part)).fetchall()
+                for key, dim, blob in rows:
+                    if isinstance(blob, bytes) and isinstance(dim, int) and dim > 0 and len(blob) == 4 * dim \
+                            and all(math.isfinite(x) for x in memoryview(blob).cast("f")):
+                        found[key] = blob
+                    else:
+                        self._write("DELETE FROM vectors WHERE key = ?", (key,))
+        except sqlite3.DatabaseError as exc:
+            raise CmalignError(f"{self.path}: cannot read the response cache ({exc}); move it away to start "
+                               "a new one") from None
+        return found
+
+    def vector_dim(self, model: str) -> int | None:
+        """The length of ``model``'s vectors stored here (None: none are)."""
+        row = self._db.execute("SELECT dim FROM vectors WHERE model = ? LIMIT 1", (model,)).fetchone()
+        return row[0] if row else None
+
+    def put_vectors(self, model: str, rows: Sequence[tuple[str, bytes]]) -> None:
+        """Store ``(key, float32 bytes)`` rows of ``model``'s vectors, all in one commit."""
+        now = time.time()
+        self._write_many("INSERT OR REPLACE INTO vectors (key, model, dim, vector, created) VALUES (?, ?, ?, ?, ?)",
+                         [(key, model, len(blob) // 4, blob, now) for key, blob in rows])
+
+    def _write_many(self, statement: str, rows: list[tuple]) -> None:
+        try:  # a full disk, a read-only file: what was stored before stays
+            self._db.executemany(statement, rows)
             self._db.commit()
-        except sqlite3.DatabaseError as exc:  # a full disk, a read-only file: the answers stored before stay
+        except sqlite3.DatabaseError as exc:
             try:
                 self._db.rollback()
             except sqlite3.DatabaseError:
@@ -334,6 +371,17 @@ Store = Callable[[int, Completion], None]
 Check = Callable[[ChatRequest, Completion], "str | None"]
 
 
+def spend(meter) -> None:
+    """Count one attempt of ``meter`` (anything with ``max_calls``, ``attempts`` and ``where``: a chat
+    backend, an embeddings endpoint); :class:`BudgetExceeded` instead when it would pass ``max_calls``."""
+    if meter.max_calls is not None and meter.attempts >= meter.max_calls:
+        raise BudgetExceeded(
+            f"{meter.where}: the {meter.max_calls} requests {{=max_calls}} allows are spent (retries of "
+            "failing requests count: each is billed as one); nothing more was sent, and every answer "
+            "received so far is in the cache")
+    meter.attempts += 1
+
+
 class ChatBackend(ABC):
     """Answers chat requests; subclasses implement :meth:`_send` for the requests not cached.
 
@@ -380,12 +428,7 @@ class ChatBackend(ABC):
 
     def spend(self) -> None:
         """Count one attempt; :class:`BudgetExceeded` instead when it would pass ``max_calls``."""
-        if self.max_calls is not None and self.attempts >= self.max_calls:
-            raise BudgetExceeded(
-                f"{self.where}: the {self.max_calls} requests {{=max_calls}} allows are spent (retries of "
-                "failing requests count: each is billed as one); nothing more was sent, and every answer "
-                "received so far is in the cache")
-        self.attempts += 1
+        spend(self)
 
     @abstractmethod
     def _send(self, requests: Sequence[ChatRequest], store: Store) -> None:

@@ -214,11 +214,15 @@ class OpenAIChatBackend(ChatBackend):
                 "that {=max_reply_bytes} allows: not an answer to a short chat request, and not kept")
 
     def _gave_up(self, faults: list[_Fault]) -> BackendError:
-        """The error once the retries are spent, in the words of the last fault."""
-        last = faults[-1].reason
-        if last == "timeout":
-            return BackendError(f"{self.where}: no answer within {self.timeout:g} s, {len(faults)} times")
-        return BackendError(f"{self.where}: {mask_key(_after(last, self.max_retries), self._api_key)}")
+        return gave_up(self, faults)
+
+
+def gave_up(client, faults: list[_Fault]) -> BackendError:
+    """The error once ``client``'s retries are spent, in the words of the last fault."""
+    last = faults[-1].reason
+    if last == "timeout":
+        return BackendError(f"{client.where}: no answer within {client.timeout:g} s, {len(faults)} times")
+    return BackendError(f"{client.where}: {mask_key(_after(last, client.max_retries), client._api_key)}")
 
 
 def _after(reason: str, retries: int) -> str:

@@ -98,9 +98,12 @@ def annotate(options: AnnotateOptions, progress: Progress = QUIET) -> AnnotateRe
         map_large_blocks()
         labeler = None
         try:  # a chat model's methods need only the bank: loading sends nothing, so a dry run can plan here
-            labeler = Model(options.model, progress).labeler(bank, options.bank, chunk_size=options.batch_size)
-            if options.dry_run:
-                return AnnotateResult(labeler.method, plan=labeler.plan(i.text for i in items))
+            model = Model(options.model, progress)
+            if options.dry_run:  # an embeddings endpoint is sent nothing either, from the load on
+                with model.encoder.embedder.dry():
+                    labeler = model.labeler(bank, options.bank, chunk_size=options.batch_size)
+                    return AnnotateResult(labeler.method, plan=labeler.plan(i.text for i in items))
+            labeler = model.labeler(bank, options.bank, chunk_size=options.batch_size)
             if labeler.refit_reason:
                 log.info("fitted %s on the bank's %d preference samples (%s; 'cmalign fit' with this method saves "
                          "it)", labeler.method, len(bank.samples), labeler.refit_reason)
