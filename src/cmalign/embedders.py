@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .chunks import batched
 from .errors import CmalignError, ModelError
 from .local_models import file_sha256
 
@@ -161,8 +162,7 @@ class OnnxEmbedder(Embedder):
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         # longest first, so that each batch pads to about its own length and the largest comes first
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+        for rows in batched(order, batch_size):
             encodings = self._tokenizer.encode_batch([texts[i] for i in rows])
             width = max(len(e.ids) for e in encodings)
             ids = np.zeros((len(rows), width), dtype=np.int64)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..chunks import batched
 from ..embedders import Embedder, unit_rows
 from ..errors import CmalignError
 from .backend import BackendError, ResponseCache, spend
@@ -150,8 +151,7 @@ class OpenAIEmbedder(Embedder):
             for i in missing:
                 vectors[keys[i]] = _stand_in(texts[i], self.dim)
         else:
-            for start in range(0, len(missing), max(1, batch_size)):
-                part = missing[start:start + batch_size]
+            for part in batched(missing, max(1, batch_size)):
                 got = self._request([texts[i] for i in part])
                 self.cache.put_vectors(self.identity, [(keys[i], v.astype("<f4").tobytes()) for i, v in zip(part, got)])
                 self.sent += len(part)

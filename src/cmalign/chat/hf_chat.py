@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..chunks import batched
 from ..local_models import end_of_turn, file_sha256, load_causal_lm
 from .backend import ChatBackend, ChatRequest, Completion, ResponseCache, Store
 
@@ -81,7 +82,6 @@ class HFChatBackend(ChatBackend):
                 greedy.setdefault(request.max_tokens, []).append(i)
         for group in greedy.values():
             group.sort(key=lambda i: len(prompts[i]))
-            for start in range(0, len(group), self.batch_size):
-                batch = group[start:start + self.batch_size]
+            for batch in batched(group, self.batch_size):
                 for i, completion in zip(batch, self._generate([prompts[i] for i in batch], requests[batch[0]])):
                     store(i, completion)

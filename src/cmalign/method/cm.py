@@ -15,6 +15,7 @@ from enum import Enum
 import numpy as np
 
 from ..annotators.base import Annotation, Annotator
+from ..chunks import batched
 from .bank import MemoryBank
 from .base import Choice, Method, Number, Record
 
@@ -133,8 +134,7 @@ class ConsistentMarginalization(Method):
             else:
                 decisions[i] = Decision(answer, cands, Action.KEEP, answer.label)
 
-        for start in range(0, len(to_reask), self.batch_size):
-            idx = to_reask[start:start + self.batch_size]
+        for idx in batched(to_reask, self.batch_size):
             cand_sets = [bank.candidates(answers[i].key) for i in idx]
             again = self.annotator.annotate([texts[i] for i in idx], bank.labels, candidates=cand_sets)
             for i, cands, reply in zip(idx, cand_sets, again):
