@@ -182,8 +182,6 @@ def report(options: ReportOptions, progress: Progress = QUIET) -> Reported:
     if is_stdio(options.output):
         raise DataError("a report is a page and a folder of figures beside it: write it to an .html file",
                         options.output)
-    check_outputs([options.output], [options.bank, options.labelled, options.review, options.bench],
-                  overwrite=options.overwrite)
     return Reported(tuple(write_report(options.output, options.bank, labelled=options.labelled, review=options.review,
                                        bench=options.bench, gold_field=options.gold_field,
                                        overwrite=options.overwrite, names=options.names)))

@@ -20,7 +20,7 @@ from typing import Any
 from .. import __version__
 from ..errors import CmalignError, DataError, shown
 from ..evaluation.metrics import Calibration
-from ..files import writable_target, write_atomically
+from ..files import check_outputs, write_atomically
 from ..method.bank import MemoryBank
 from .figures import (NUMBER_FROM, confidence_png, heatmap_png, matplotlib_classes, reliability_png, short,
                       weakest_png)
@@ -155,14 +155,12 @@ def write_report(output: str | Path, bank_path: str | Path, *, labelled: str | P
     (atomically); the paths written. Nothing there is replaced without ``overwrite``. ``names``:
     as :func:`render`."""
     output, folder = Path(output), figures_folder(output)
-    real = writable_target(output)  # a bad output path fails before any file is read
     targets = [folder / f"{name}.png" for name in FIGURES]
-    if not overwrite:
-        for path in (real, *targets):
-            if path.exists():
-                raise DataError("exists already: {=overwrite} to replace it", path)
     if folder.exists() and not folder.is_dir():
         raise DataError("is not a folder; the report's figures go there", folder)
+    # a bad output path, a page or figure there already, or an input as the output: before any file is read
+    check_outputs([output, *(t for t in targets if folder.is_dir())], [bank_path, labelled, review, bench],
+                  overwrite=overwrite)
     matplotlib_classes()
     _environment()
     bank = MemoryBank.load(bank_path)
