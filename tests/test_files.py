@@ -116,6 +116,29 @@ def test_an_overwrite_that_fails_keeps_the_old_output_whole(tmp_path):
     assert [json.loads(line)["line"] for line in out.read_text().splitlines()] == [1, 2, 3]
 
 
+def test_the_error_that_stops_an_overwrite_says_the_old_output_is_unchanged(tmp_path):
+    from cmalign.errors import CmalignError
+
+    out = tmp_path / "out.jsonl"
+    out.write_text("earlier line 1\n")
+    items = [Item(f"text {n}", None, n) for n in range(1, 4)]
+    with pytest.raises(CmalignError) as error:
+        with LabelledOutput(out, overwrite=True) as output:
+            output.claim(tmp_path / "in.jsonl")
+            output.start(iter(items), {"bank": "b"})
+            output.write(items[:2], [Record(label="a")] * 2, "cm")
+            raise CmalignError("openai:m at http://127.0.0.1:1/v1: HTTP 429 after 5 retries")
+    assert str(error.value) == (f"openai:m at http://127.0.0.1:1/v1: HTTP 429 after 5 retries; {out} is unchanged: "
+                                "the old output stays until a run replaces it whole")
+    assert out.read_text() == "earlier line 1\n"
+    with pytest.raises(CmalignError) as error:  # a first run has no old output to speak of
+        with LabelledOutput(tmp_path / "new.jsonl") as output:
+            output.claim(tmp_path / "in.jsonl")
+            output.start(iter(items), {"bank": "b"})
+            raise CmalignError("HTTP 429")
+    assert str(error.value) == "HTTP 429"
+
+
 def test_a_temporary_file_a_killed_write_left_is_removed_by_the_next_write(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

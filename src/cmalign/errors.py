@@ -27,11 +27,19 @@ class CmalignError(Exception):
     (the command line's flags), so the library never speaks of flags.
     """
 
+    also: tuple[str, ...] = ()  # what else the user should know, added where the error passes (see add)
+
+    def add(self, clause: str) -> CmalignError:
+        """Say ``clause`` after the message too (``"; out.jsonl is unchanged"``): what a layer the
+        error passes through knows, such as what it kept."""
+        self.also = (*self.also, clause)
+        return self
+
     def __str__(self) -> str:
-        return shown(super().__str__())
+        return self.render()
 
     def render(self, names: Mapping[str, str] | None = None) -> str:
-        return shown(super().__str__(), names)
+        return shown(super().__str__() + "".join(f"; {clause}" for clause in self.also), names)
 
 
 class DataError(CmalignError):

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.fields import Item
-from .errors import DataError
+from .errors import CmalignError, DataError
 from .interchange import export
 from .files import check_outputs, is_stdio, remove_stale_temporaries, writable_target
 from .method.base import Record
@@ -238,8 +238,11 @@ class LabelledOutput:
     def __enter__(self) -> LabelledOutput:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        replacing = self._out is not None and not self.stdout and not self._finished and self._writing != self._lines
         self.close()
+        if replacing and isinstance(error, CmalignError):
+            error.add(f"{self.path} is unchanged: the old output stays until a run replaces it whole")
 
 
 def _finite(value: Any) -> bool:
