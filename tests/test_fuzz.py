@@ -358,3 +358,84 @@ def test_labelset_text_and_raw_bytes(tmp_path, lines, raw, suffix):
         check_labelset(read_labelset(path))
     except CmalignError:
         pass
+
+
+# -- a method's saved state (.npz beside the bank) -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saved_state(tmp_path_factory, annotator, encoder):
+    """A bank with cm_stack's state beside it, fitted on 60 MASSIVE samples: (bank path, state bytes)."""
+    from cmalign import Labeler
+    from cmalign.data import load_bundled
+
+    ds = load_bundled("massive_scenario")
+    items = ds.small[:60]
+    folder = tmp_path_factory.mktemp("state")
+    Labeler(annotator, "cm_stack", encoder=encoder).fit([i.text for i in items], [i.label for i in items],
+                                                       label_set=ds.labels).save(folder / "bank.json")
+    return folder / "bank.json", (folder / "bank.cm_stack.npz").read_bytes()
+
+
+@st.composite
+def tampered_states(draw, valid: bytes):
+    """The valid state's bytes cut or flipped, or its arrays and meta rewritten: dropped, reshaped,
+    retyped, NaN, or the meta's values replaced by any JSON."""
+    import numpy as np
+
+    how = draw(st.sampled_from(["cut", "flip", "arrays", "meta"]))
+    if how == "cut":
+        return valid[:draw(st.integers(min_value=0, max_value=len(valid) - 1))]
+    if how == "flip":
+        at = draw(st.integers(min_value=0, max_value=len(valid) - 1))
+        return valid[:at] + bytes([valid[at] ^ draw(st.integers(min_value=1, max_value=255))]) + valid[at + 1:]
+    with np.load(io.BytesIO(valid)) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(str(arrays["__meta__"][()]))
+    if how == "arrays":
+        name = draw(st.sampled_from(sorted(n for n in arrays if n != "__meta__")))
+        change = draw(st.sampled_from(["drop", "nan", "shape", "ints", "text", "empty"]))
+        a = arrays[name]
+        if change == "drop":
+            del arrays[name]
+        elif change == "nan" and a.size and a.dtype.kind == "f":
+            a = a.copy()
+            a.flat[draw(st.integers(min_value=0, max_value=a.size - 1))] = draw(st.sampled_from([np.nan, np.inf]))
+            arrays[name] = a
+        elif change == "shape":
+            arrays[name] = a.reshape(-1)[: max(0, a.size - 1)]
+        elif change == "ints":
+            arrays[name] = a.astype(np.int64) if a.dtype.kind in "fb" else a
+        elif change == "text":
+            arrays[name] = np.array(["x"] * max(1, a.size))
+        else:
+            arrays[name] = np.zeros((0,) * max(1, a.ndim))
+    else:
+        keys = sorted(meta) or ["version"]
+        key = draw(st.sampled_from(keys))
+        meta[key] = draw(json_values)
+        arrays["__meta__"] = np.array(json_text(meta))
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(data=st.data())
+def test_state_file(saved_state, annotator, encoder, data):
+    """A damaged state is refitted (with its reason) or used whole; never another exception, never
+    a probability that is not one. (Fewer examples than the other readers: each refit is a fit.)"""
+    import numpy as np
+
+    from cmalign import Labeler
+
+    bank, valid = saved_state
+    state = bank.with_name("bank.cm_stack.npz")
+    state.write_bytes(data.draw(tampered_states(valid)))
+    try:
+        labeler = Labeler.load(bank, annotator, "cm_stack", encoder=encoder)
+    except CmalignError:
+        return
+    probabilities = labeler.method_.predict_proba(["wake me up at seven", "play some jazz"])
+    assert np.all(np.isfinite(probabilities)) and np.allclose(probabilities.sum(axis=1), 1)
