@@ -11,6 +11,7 @@ from ..errors import DataError
 from ..files import check_outputs, is_stdio
 from ..labeler import Labeler, RunPlan, state_path
 from ..labels import LabelSet
+from ..method import METHODS
 from ..progress import QUIET, Progress
 from .common import Model, ModelOptions, readable, say_usage
 
@@ -65,6 +66,8 @@ def fit(options: FitOptions, progress: Progress = QUIET) -> FitResult:
     preferences = read_rounds(options)
     items, label_set = preferences.items, preferences.labels
     progress.phase(f"read {len(items)} preference samples of {len(label_set)} labels")
+    if method in METHODS:  # a fit this machine cannot hold is refused before the model loads
+        METHODS[method].build(None, None).check_cost(len(items), len(label_set))
     texts, y = [i.text for i in items], [i.label for i in items]
     model = Model(options.model, progress)
     annotator = model.annotator((texts, y))

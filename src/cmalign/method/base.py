@@ -40,6 +40,7 @@ from ..annotators.embedding import EmbeddingAnnotator
 from ..encoder import SentenceEncoder, default_encoder
 from ..errors import CmalignError, DataError
 from ..labels import LabelSet
+from . import footprint
 from .bank import MemoryBank
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ class Method(BaseEstimator, ABC):
                             "labels, the samples need at least two labels")
         if answers is not None and len(answers) != len(texts):
             raise ValueError(f"{len(answers)} answers for {len(texts)} texts")
+        self.check_cost(len(texts), len(label_set))
         if self.uses_annotator and answers is None:
             answers = self.annotator.annotate(texts, label_set)
         if inferred and answers is not None and _answers_from_a_larger_set(answers, label_set):
@@ -219,8 +221,23 @@ class Method(BaseEstimator, ABC):
         self._check_fitted()
         if self.transductive:
             texts = list(texts)
+            self.check_cost(0, len(self.classes_), n_corpus=len(texts))
             self._adapt(texts, self._answers(texts, answers))
         return self
+
+    def cost(self, n_samples: int, n_labels: int, n_corpus: int = 0) -> footprint.Footprint | None:
+        """The estimated peak memory and time of fitting on ``n_samples`` of ``n_labels`` labels
+        (and adapting to ``n_corpus`` items); None where it stays small whatever the sizes."""
+        return None
+
+    def check_cost(self, n_samples: int, n_labels: int, n_corpus: int = 0) -> None:
+        """Refuse a fit (or adapt) that cannot fit in this machine's memory, before anything is
+        asked or computed; warn about one that takes long (:mod:`cmalign.method.footprint`)."""
+        estimate = self.cost(n_samples, n_labels, n_corpus)
+        if estimate is not None:
+            what = (f"fitting {type(self).__name__} on {n_samples} preference samples of {n_labels} labels"
+                    if n_samples else f"adapting {type(self).__name__} to {n_corpus} items of {n_labels} labels")
+            footprint.check(type(self).__name__, what, estimate)
 
     def _adapt(self, texts: list[str], answers: Sequence[Annotation] | None) -> None:
         """Learn from unlabelled ``texts`` (transductive methods implement it)."""

@@ -39,6 +39,7 @@ from scipy.special import logsumexp, softmax
 from ..annotators.base import Annotator
 from ..encoder import SentenceEncoder
 from ..labels import LabelSet
+from . import footprint
 from .base import Array, Finite, Number
 from .evidence import Evidence, ScoredMethod
 from .knn import DEFAULT_KS, _vote, choose_k
@@ -273,6 +274,9 @@ class CombinedCM(ScoredMethod):
         self.lambdas = lambdas
         self.folds = folds
         self.stack_l2 = stack_l2
+
+    def cost(self, n_samples: int, n_labels: int, n_corpus: int = 0) -> footprint.Footprint:
+        return footprint.of_fit(n_samples, n_labels)
 
     def _fixed_dims(self, labels: int) -> dict[str, int]:
         return super()._fixed_dims(labels) | {"features": len(FEATURES)}

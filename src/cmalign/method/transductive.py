@@ -58,6 +58,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from ..annotators.base import Annotator
 from ..encoder import SentenceEncoder
 from ..labels import LabelSet
+from . import footprint
 from .base import Array, Finite, Number
 from .combined import FOLDS, LAMBDAS, STACK_L2, TAUS, CombinedCM, _fit_delta, _fit_scale, _unit
 from .evidence import Evidence
@@ -326,6 +327,12 @@ class TransductiveCM(CombinedCM):
     def sample_limit(self) -> int:
         """The most corpus items it learns from (``annotate`` reads no more)."""
         return self.sample
+
+    def cost(self, n_samples: int, n_labels: int, n_corpus: int = 0) -> footprint.Footprint:
+        if not n_corpus:
+            return footprint.of_fit(n_samples, n_labels)
+        learned = min(n_corpus, self.sample) + self.n_user_  # the sample joins the user's items
+        return footprint.of_adapt(learned, n_labels)
 
     def fit_evidence(self, ev: Evidence, y: np.ndarray, labels: LabelSet) -> TransductiveCM:
         # the vectors' common direction, estimated on the user's texts (see _centred)
