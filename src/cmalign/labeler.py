@@ -89,8 +89,47 @@ class Labeler:
     """An annotator, a method around it (by registry name, default the best it can feed), and the
     memory bank learned from the user's preference samples.
 
-    Fitted attributes: ``bank_`` (the memory bank), ``method_`` (the fitted method),
-    ``refit_reason`` (after :meth:`load`: why the method was fitted again, or None).
+    Parameters
+    ----------
+    annotator : Annotator
+        Who answers: the embedded annotator, a local or served LLM with a prompt strategy.
+    method : str, optional
+        A name from :data:`cmalign.method.METHODS` (default: the best this annotator can feed).
+    encoder : SentenceEncoder, optional
+        The encoder the methods read texts through (default: the annotator's, else the default).
+    chunk_size : int
+        Items asked about and labelled at a time.
+
+    Attributes
+    ----------
+    bank_ : MemoryBank
+        What the user's labels say of the annotator's answers (set by :meth:`fit` or :meth:`load`).
+    method_ : Method
+        The fitted method.
+    refit_reason : str or None
+        After :meth:`load`: why the method was fitted again from the bank, or None.
+
+    Examples
+    --------
+    A toy annotator says ``card arrival`` for every text that names a card; the user's labels
+    teach the method where that answer is wrong:
+
+    >>> from cmalign import Labeler
+    >>> from cmalign.method.examples import CARD_TEXTS, CARD_Y, CardSayer, Words
+    >>> labeler = Labeler(CardSayer(), "cm_remap", encoder=Words()).fit(CARD_TEXTS, CARD_Y)
+    >>> labeler.label_set.labels
+    ('card arrival', 'lost or stolen', 'exchange rate')
+    >>> [(r.label, r.action) for chunk in labeler.label(["the rate please"]) for r in chunk]
+    [('exchange rate', 'remap')]
+
+    Saved and loaded again, it labels the same way:
+
+    >>> import tempfile, pathlib
+    >>> bank = pathlib.Path(tempfile.mkdtemp()) / "bank.json"
+    >>> [p.name for p in labeler.save(bank)]
+    ['bank.json']
+    >>> Labeler.load(bank, CardSayer(), "cm_remap", encoder=Words()).records(["the rate please"])[0].label
+    'exchange rate'
     """
 
     def __init__(self, annotator: Annotator, method: str | None = None, *, encoder: SentenceEncoder | None = None,
@@ -123,6 +162,7 @@ class Labeler:
         """Ask the annotator about the preference samples once; build the bank; fit the method."""
         texts, y = list(texts), list(y)
         label_set = label_set if label_set is not None else LabelSet.of(y)
+        self._new_method().check_cost(len(texts), len(label_set))  # before the annotator is asked anything
         answers = [answer for chunk in batched(texts, self.chunk_size)
                    for answer in self.annotator.annotate(chunk, label_set)]
         backend = self.annotator.backend
