@@ -13,11 +13,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..chat.backend import ChatBackend, ResponseCache, default_cache_path
+from ..chat.backend import ChatBackend
+from ..chat.options import BackendOptions
 from ..encoder import SentenceEncoder
 from ..errors import CmalignError
 from .base import Annotator
@@ -31,38 +30,6 @@ SPECS = ("embedded (the default), hf-score:PATH (a local causal LM folder or .gg
          "openai-score:MODEL (the same server scoring each label from its log-probabilities)")
 CHAT_KINDS = ("hf", "openai")
 BACKEND_KINDS = (*CHAT_KINDS, "openai-score")  # annotators that send requests through a chat backend
-
-
-@dataclass(frozen=True)
-class BackendOptions:
-    """How to reach and pay for a chat backend."""
-
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    cache: str | None = None          # a file; "none" for an in-memory cache; None for the default
-    max_calls: int | None = None
-    concurrency: int = 8
-    timeout: float = 60.0
-    retries: int = 5
-    batch_size: int = 8               # local models: generation batch
-    device: str = "cpu"               # local models: "cpu", "cuda", "cuda:1", "mps"
-
-    def __post_init__(self) -> None:
-        for name, value, low in (("max_calls", self.max_calls, 0), ("concurrency", self.concurrency, 1),
-                                 ("retries", self.retries, 0)):
-            if value is not None and value < low:
-                raise CmalignError(f"{{={name}}} {value} is below {low}")
-        if self.base_url is not None:  # a URL no client can reach fails before any file is read
-            from ..chat.openai_api import check_url
-
-            check_url(self.base_url, "{=base_url}")
-        if not self.timeout > 0:
-            raise CmalignError(f"{{=timeout}} {self.timeout:g} must be above 0")
-
-    def open_cache(self) -> ResponseCache:
-        if self.cache == "none":
-            return ResponseCache()
-        return ResponseCache(Path(self.cache) if self.cache else default_cache_path())
 
 
 def _parse(spec: str) -> tuple[str, str]:

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..chunks import batched
-from ..embedders import Embedder, unit_rows
 from ..errors import CmalignError
+from ..vectors import Embedder, unit_rows
 from .backend import BackendError, ResponseCache, spend
+from .options import BackendOptions
 from .openai_api import (NO_KEY, _delay, _Fault, _reason, _retried, _retry_after, _short, check_url, gave_up,
                          mask_key, shown_url)
 
@@ -88,10 +89,8 @@ class OpenAIEmbedder(Embedder):
 
     @classmethod
     def from_options(cls, model: str, options=None) -> OpenAIEmbedder:
-        """Reached, cached and paid for as ``options`` (:class:`~cmalign.annotators.registry.BackendOptions`)
+        """Reached, cached and paid for as ``options`` (:class:`~cmalign.chat.options.BackendOptions`)
         says for the chat backends: the same base URL, key, timeout, retries, cache file and ``max_calls``."""
-        from ..annotators.registry import BackendOptions
-
         o = options if options is not None else BackendOptions()
         return cls(model, base_url=o.base_url, api_key_env=o.api_key_env, timeout=o.timeout, max_retries=o.retries,
                    cache=o.open_cache(), max_calls=o.max_calls)
