@@ -39,8 +39,13 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command sets it: both sides measured alike
 
+from cmalign import __version__
 from cmalign.data import Budget, bundled_names, load_bundled, protocol_split
+from cmalign.embedders import DEFAULT, make_embedder
 from cmalign.encoder import SentenceEncoder
+from cmalign.process import threads
+
+RESULTS = Path(__file__).parent / "results"
 
 
 def corpus_texts() -> list[str]:
@@ -69,8 +74,9 @@ def write_corpus(path: Path, texts: list[str], n: int, seed: int = 0) -> None:
 
 RAW_ENCODE = """
 import json, sys
+from cmalign.embedders import make_embedder
 from cmalign.encoder import SentenceEncoder
-encoder = SentenceEncoder()
+encoder = SentenceEncoder(make_embedder(sys.argv[2]))
 with open(sys.argv[1], encoding="utf-8") as handle:
     encoder.encode([json.loads(line)["text"] for line in handle])
 """
@@ -119,11 +125,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2048, help="annotate's chunk size")
     parser.add_argument("--resume", action="store_true",
                         help="go on with the partial outputs an earlier run left in --work")
+    parser.add_argument("--encoder", default=DEFAULT, help="the sentence encoder (fit, annotate and raw encoding)")
+    parser.add_argument("--out", type=Path, help="append each size's JSON line here too (default: "
+                        "benchmarks/results/scale-ENCODER.jsonl)")
     args = parser.parse_args()
+    results = args.out or RESULTS / f"scale-{args.encoder.replace('/', '_').replace(':', '_')}.jsonl"
+    results.parent.mkdir(parents=True, exist_ok=True)
     if args.resume:
         if not args.work:
             parser.error("--resume needs the --work folder of the earlier run")
-        resume(Path(args.work), [int(s) for s in args.sizes.split(",")], args.batch_size)
+        resume(Path(args.work), [int(s) for s in args.sizes.split(",")], args.batch_size, args.encoder, results)
         return
     work = Path(args.work or tempfile.mkdtemp(prefix="cmalign-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -133,10 +144,10 @@ def main() -> None:
     (work / "prefs.jsonl").write_text("".join(json.dumps({"text": i.text, "label": i.label}) + "\n"
                                               for i in split.preference))
     (work / "labels.txt").write_text("\n".join(ds.labels.labels) + "\n")
-    measure(["fit", str(work / "prefs.jsonl"), "--labels", str(work / "labels.txt"), "-o", str(work / "bank.json")],
-            work / "bank.json")
+    measure(["fit", str(work / "prefs.jsonl"), "--labels", str(work / "labels.txt"), "-o", str(work / "bank.json"),
+             "--encoder", args.encoder], work / "bank.json")
     texts = corpus_texts()
-    encoder = SentenceEncoder()
+    encoder = SentenceEncoder(make_embedder(args.encoder))
     for n in (int(s) for s in args.sizes.split(",")):
         inp, out = work / f"in-{n}.jsonl", work / f"out-{n}.jsonl"
         write_corpus(inp, texts, n)
@@ -148,24 +159,34 @@ def main() -> None:
         encode_rate = len(sample) / (time.perf_counter() - start)
         encoder._cache.clear()
         run = measure(["annotate", str(inp), "--bank", str(work / "bank.json"), "-o", str(out),
-                       "--batch-size", str(args.batch_size)], out)
+                       "--batch-size", str(args.batch_size), "--encoder", args.encoder], out)
         rate = n / run["wall"]
         loop = (n - min(n, args.batch_size)) / max(run["wall"] - run["first"], 1e-9)
-        row = {"items": n, "peak_rss_mb": round(run["peak_rss_mb"], 1), "items_per_s": round(rate, 1),
+        row = {"items": n, "encoder": encoder.identity, "threads": threads(), "peak_rss_mb": round(run["peak_rss_mb"], 1), "items_per_s": round(rate, 1),
                "loop_items_per_s": round(loop, 1), "seconds_to_first_line": round(run["first"], 1),
                "wall_seconds": round(run["wall"], 1), "encode_items_per_s": round(encode_rate, 1),
                "ratio_to_encode": round(rate / encode_rate, 3)}
         if n <= 10_000:
-            raw = measure([str(inp)], out, program=("-c", RAW_ENCODE))
+            raw = measure([str(inp), args.encoder], out, program=("-c", RAW_ENCODE))
             row |= {"encode_command_items_per_s": round(n / raw["wall"], 1),
                     "ratio_to_encode_command": round(raw["wall"] / run["wall"], 3),
                     "encode_command_peak_rss_mb": round(raw["peak_rss_mb"], 1)}
-        print(json.dumps(row | {"cmalign": run["stderr"][-2]}), flush=True)
-        out.unlink(missing_ok=True)
-        inp.unlink(missing_ok=True)
+        record(row | {"cmalign": run["stderr"][-2]}, results)
+        if not args.work:  # a run in a folder of its own keeps its corpus and output (to resume)
+            out.unlink(missing_ok=True)
+            inp.unlink(missing_ok=True)
 
 
-def resume(work: Path, sizes: list[int], batch_size: int) -> None:
+def record(row: dict, results: Path) -> None:
+    """Print ``row`` as a JSON line and append it to ``results``, with the date and the code's version."""
+    row = {"date": time.strftime("%Y-%m-%d"), "cmalign": __version__, **row} if "date" not in row else row
+    line = json.dumps(row)
+    print(line, flush=True)
+    with open(results, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def resume(work: Path, sizes: list[int], batch_size: int, encoder: str, results: Path) -> None:
     """Finish the partial outputs of an earlier run in ``work``, one fresh process each."""
     for n in sizes:
         inp, out = work / f"in-{n}.jsonl", work / f"out-{n}.jsonl"
@@ -173,17 +194,17 @@ def resume(work: Path, sizes: list[int], batch_size: int) -> None:
             raise SystemExit(f"{work}: no partial run of {n} items to resume")
         done = count_lines(out)
         run = measure(["annotate", str(inp), "--bank", str(work / "bank.json"), "-o", str(out),
-                       "--batch-size", str(batch_size), "--resume"], out, keep=True)
+                       "--batch-size", str(batch_size), "--resume", "--encoder", encoder], out, keep=True)
         total = count_lines(out)
         if total != n:
             raise SystemExit(f"{out}: {total} lines after the resumed run, expected {n}")
         new = n - done
-        print(json.dumps({"items": n, "resumed_from": done, "labelled_now": new,
+        record({"items": n, "encoder": encoder, "resumed_from": done, "labelled_now": new,
                           "peak_rss_mb": round(run["peak_rss_mb"], 1),
                           "items_per_s": round(new / run["wall"], 1),
                           "loop_items_per_s": round((new - min(new, batch_size)) / max(run["wall"] - run["first"], 1e-9), 1),
                           "seconds_to_first_line": round(run["first"], 1), "wall_seconds": round(run["wall"], 1),
-                          "cmalign": run["stderr"][-2] if len(run["stderr"]) > 1 else run["stderr"]}), flush=True)
+                "said": run["stderr"][-2] if len(run["stderr"]) > 1 else run["stderr"]}, results)
 
 
 if __name__ == "__main__":
