@@ -106,5 +106,12 @@ if __name__ == "__main__":
     parser.add_argument("--items", type=int, default=10000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--src", help="run `cmalign annotate` from this source folder (PYTHONPATH) instead")
+    parser.add_argument("--out", type=Path, help="also write the JSON here (default: "
+                        "benchmarks/results/throughput-DATASET-ITEMS.json)")
     args = parser.parse_args()
-    print(json.dumps(run(args.dataset, args.items, args.repeats, args.src), indent=1))
+    result = run(args.dataset, args.items, args.repeats, args.src)
+    result = {"date": time.strftime("%Y-%m-%d"), "threads": os.cpu_count(), **result}
+    out = args.out or Path(__file__).parent / "results" / f"throughput-{args.dataset}-{args.items}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))

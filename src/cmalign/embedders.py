@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunks import batched
 from .errors import CmalignError, ModelError
 from .local_models import file_sha256
 from .process import threads
@@ -96,23 +95,21 @@ class OnnxEmbedder(Embedder):
     def _start(self) -> int:
         """Make the session (again, when the job's thread count changed since); the output's width.
 
-        A model whose vector for a text depends on the other texts of its batch (int8 models that
-        quantise their activations with one scale per batch, as bge-small's does: cosine 0.993 to
-        the text encoded alone) is run one text at a time, on as many one-thread sessions' worth of
-        threads as the job has, so a text's vector is the same whatever it is read with: a resumed
-        run, a Ray worker and a benchmark in a process that encoded other texts first all see the
-        same vectors. A model whose vectors do not move with the batch is run in padded batches."""
+        Each text is run alone, one text per call on a one-thread session, as many calls at once as
+        the job has threads. So a text's vector depends on the text alone: int8 models that quantise
+        their activations with one scale per batch (bge-small's does) give a text read in a batch a
+        vector at cosine 0.993 to the one it has alone, and a resumed run, a Ray worker or a process
+        that had encoded other texts first would label some items differently. Nothing is padded,
+        either: on 2,000 bundled texts, one text per call was as fast as padded batches of 64
+        sorted by length, or faster (bge-small 917 against 880 texts/s, MiniLM 615 against 536)."""
         self._threads = threads()
-        self._session = self._session_with(self._threads)
+        self._session = self._session_with(1)
         self._inputs = {i.name for i in self._session.get_inputs()}
         if not {"input_ids", "attention_mask"} <= self._inputs:
             raise ModelError(f"{self.model}: the model's inputs {sorted(self._inputs)} lack input_ids or attention_mask")
         shape = self._session.get_outputs()[0].shape
         if not isinstance(shape[-1], int):
             raise ModelError(f"{self.model}: the model's output has no fixed width")
-        self.per_text = not self._batch_invariant()
-        if self.per_text and self._threads > 1:
-            self._session = self._session_with(1)  # the parallelism is across texts instead
         return shape[-1]
 
     def _session_with(self, intra: int):
@@ -127,58 +124,29 @@ class OnnxEmbedder(Embedder):
         except Exception as exc:  # onnxruntime's own error types: a file that is no model
             raise ModelError(f"{self.model}: cannot load the ONNX model ({str(exc).splitlines()[0][:200]})") from None
 
-    def _batch_invariant(self) -> bool:
-        """Whether a text's vector stays (to 1e-5) the same when a longer text shares its batch."""
-        short, long = PROBE
-        alone = self._run([self._tokenizer.encode(short)])
-        together = self._run(self._tokenizer.encode_batch([short, long]))
-        return bool(np.abs(alone[0] - together[0]).max() <= 1e-5)
-
-    def _run(self, encodings: list) -> np.ndarray:
-        """Pooled (not yet unit) vectors of tokenised texts, as one padded batch."""
-        width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(encodings), width), dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for j, e in enumerate(encodings):
-            ids[j, :len(e.ids)] = e.ids
-            mask[j, :len(e.ids)] = 1
-        feed = {"input_ids": ids, "attention_mask": mask}
+    def _one(self, text: str) -> np.ndarray:
+        """The pooled (not yet unit) vector of one text."""
+        ids = np.array([self._tokenizer.encode(text).ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
         hidden = self._session.run(None, feed)[0]
         if hidden.ndim == 2:  # a model that pools itself (a sentence_embedding output)
-            return hidden
-        if self.pooling.mode == "cls":
-            return hidden[:, 0]
-        weights = mask[..., None].astype(np.float32)
-        return (hidden * weights).sum(axis=1) / weights.sum(axis=1)
+            return hidden[0]
+        return hidden[0, 0] if self.pooling.mode == "cls" else hidden[0].mean(axis=0)
 
     def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """Vectors for ``texts``; ``batch_size`` is not used: each text is run alone (see :meth:`_start`)."""
         if threads() != self._threads:
             self._start()
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        if self.per_text:
-            def one(text: str) -> np.ndarray:
-                return self._run([self._tokenizer.encode(text)])[0]
-
-            if self._threads > 1 and len(texts) > 1:
-                with ThreadPoolExecutor(self._threads) as pool:  # onnxruntime lets go of the GIL
-                    pooled = list(pool.map(one, texts))
-            else:
-                pooled = [one(text) for text in texts]
-            if texts:
-                out[:] = unit_rows(np.stack(pooled), self.identity)
-            return out
-        # longest first, so that each batch pads to about its own length and the largest comes first
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        for rows in batched(order, batch_size):
-            out[rows] = unit_rows(self._run(self._tokenizer.encode_batch([texts[i] for i in rows])), self.identity)
-        return out
-
-
-# a short text, and a long one that pads it and widens the range of the batch's activations
-PROBE = ("where is my card", "could you please tell me why the transfer i made to my landlord three days ago "
-         "has still not arrived, and whether the fee it charged will be refunded " * 3)
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        if self._threads > 1 and len(texts) > 1:
+            with ThreadPoolExecutor(self._threads) as pool:  # onnxruntime lets go of the GIL while it runs
+                pooled = list(pool.map(self._one, texts))
+        else:
+            pooled = [self._one(text) for text in texts]
+        return unit_rows(np.stack(pooled), self.identity)
 
 
 class SentenceTransformerEmbedder(Embedder):
