@@ -13,20 +13,16 @@ speed     Raw encoding by each encoder of the same texts (the first N distinct b
           prints medians, items/s and ratios to torch-minilm, and how close the two MiniLMs' vectors
           are (cosine per text, min and mean).
 
-render    Writes those tables into the README between its ``<!-- encoders:NAME -->`` and
-          ``<!-- /encoders:NAME -->`` markers (``accuracy-ENCODER``, ``speed``), from the JSON alone:
-          no number there is typed by hand.
+The README's tables are written from that JSON by `benchmarks/render.py`.
 
     python benchmarks/encoders.py accuracy --encoders bge-small,minilm
     python benchmarks/encoders.py speed --items 2000 --repeats 3
-    python benchmarks/encoders.py render
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -36,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "encoders"
-README = Path(__file__).parent.parent / "README.md"
 COMPARED = ("base", "knn", "logreg")
 
 
@@ -105,20 +100,6 @@ def speed_block() -> str:
     return "\n".join(lines)
 
 
-def render(encoders: list[str]) -> None:
-    text = README.read_text()
-    blocks = {f"accuracy-{e}": accuracy_block(e) for e in encoders}
-    if (RESULTS / "speed.json").exists():
-        blocks["speed"] = speed_block()
-    for name, block in blocks.items():
-        pattern = re.compile(rf"(<!-- encoders:{re.escape(name)} -->\n).*?(<!-- /encoders:{re.escape(name)} -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"{README}: no <!-- encoders:{name} --> ... <!-- /encoders:{name} --> markers")
-        text = pattern.sub(lambda m: m[1] + block + "\n" + m[2], text)
-    README.write_text(text)
-    print(f"wrote {', '.join(blocks)} into {README}")
-
-
 def speed(n_items: int, repeats: int, encoders: list[str]) -> None:
     from cmalign.data import bundled_names, load_bundled
     from cmalign.embedders import make_embedder
@@ -179,12 +160,8 @@ if __name__ == "__main__":
     s.add_argument("--items", type=int, default=2000)
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--encoders", default="torch-minilm,minilm,bge-small")
-    r = sub.add_parser("render")
-    r.add_argument("--encoders", default="bge-small,minilm")
     args = parser.parse_args()
-    if args.what == "render":
-        render(args.encoders.split(","))
-    elif args.what == "accuracy":
+    if args.what == "accuracy":
         accuracy(args.encoders.split(","))
     else:
         speed(args.items, args.repeats, args.encoders.split(","))
