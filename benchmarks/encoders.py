@@ -79,7 +79,9 @@ def accuracy(encoders: list[str]) -> None:
 
 
 def accuracy_block(encoder: str) -> str:
-    runs = bench(encoder)
+    """The table of ``encoder`` from its kept JSON (never runs the benchmark)."""
+    path = RESULTS / f"bench-{encoder}.jsonl"
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     table, summary = accuracy_table(runs)
     return (f"`cmalign bench --json --encoder {encoder}`, mean of seeds {' and '.join(map(str, summary['seeds']))} "
             f"({summary['annotator']}): `cm_best` clears the bar on {summary['cleared']} of {summary['rows']} rows, "
