@@ -61,6 +61,10 @@ def test_an_adapt_too_large_is_refused_and_a_slow_fit_is_announced(monkeypatch, 
         model = TransductiveCM(Swapper(), encoder=Words()).fit(texts, y)
     assert "fitting TransductiveCM on 60 preference samples of 60 labels takes about" in caplog.text
     assert "cm_remap, knn or logreg" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cmalign"):
+        Labeler(Swapper(), "cm_best", encoder=Words()).fit(texts, y)  # checked twice, said once per process
+    assert caplog.text.count("takes about") == 0
     monkeypatch.setenv("CMALIGN_MEMORY_AVAILABLE", str(2**20))
     with pytest.raises(CmalignError, match=r"adapting TransductiveCM to 500 items of 60 labels .* or adapt 0"):
         model.adapt([f"more text {i}" for i in range(500)])

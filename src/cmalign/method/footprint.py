@@ -32,6 +32,7 @@ log = logging.getLogger("cmalign")
 FIT_BYTES, FIT_SECONDS = 320, 30e-6        # per (preference sample, label) pair
 ADAPT_BYTES, ADAPT_SECONDS = 160, 25e-6    # per (corpus item learned from, label) pair
 SLOW = 600.0                               # seconds past which a warning says how long
+_warned: set[str] = set()
 CHEAPER = "{=method} cm_remap, knn or logreg, whose cost does not grow with samples x labels"
 
 
@@ -91,6 +92,7 @@ def check(name: str, what: str, footprint: Footprint) -> None:
     if available is not None and footprint.bytes > available:
         raise CmalignError(f"{what} needs {footprint}, and {available / 2**30:.1f} GB is available: "
                            f"it cannot finish here. Use {CHEAPER}" + (", or {=adapt} 0" if "adapt" in what else ""))
-    if footprint.seconds > SLOW:
+    if footprint.seconds > SLOW and what not in _warned:  # once, though the job, Labeler and method each check
+        _warned.add(what)
         log.warning("%s takes %s on one thread (its cost grows with samples x labels); %s is far cheaper",
                     what, footprint, CHEAPER.replace("{=method} ", ""))
