@@ -103,7 +103,7 @@ class OnnxEmbedder(Embedder):
         either: on 2,000 bundled texts, one text per call was as fast as padded batches of 64
         sorted by length, or faster (bge-small 917 against 880 texts/s, MiniLM 615 against 536)."""
         self._threads = threads()
-        self._session = self._session_with(1)
+        self._session = self._one_thread_session()
         self._inputs = {i.name for i in self._session.get_inputs()}
         if not {"input_ids", "attention_mask"} <= self._inputs:
             raise ModelError(f"{self.model}: the model's inputs {sorted(self._inputs)} lack input_ids or attention_mask")
@@ -112,11 +112,11 @@ class OnnxEmbedder(Embedder):
             raise ModelError(f"{self.model}: the model's output has no fixed width")
         return shape[-1]
 
-    def _session_with(self, intra: int):
+    def _one_thread_session(self):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = intra
+        options.intra_op_num_threads = 1  # the parallelism is across texts
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # its warnings about unused initialisers are noise
         try:

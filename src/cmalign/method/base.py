@@ -237,7 +237,7 @@ class Method(BaseEstimator, ABC):
         if estimate is not None:
             what = (f"fitting {type(self).__name__} on {n_samples} preference samples of {n_labels} labels"
                     if n_samples else f"adapting {type(self).__name__} to {n_corpus} items of {n_labels} labels")
-            footprint.check(type(self).__name__, what, estimate)
+            footprint.check(what, estimate)
 
     def _adapt(self, texts: list[str], answers: Sequence[Annotation] | None) -> None:
         """Learn from unlabelled ``texts`` (transductive methods implement it)."""

@@ -4,7 +4,7 @@ warned about when it will take long.
 The combined models (``cm_stack``, ``cm_best``) build their evidence as matrices of one number per
 (text, label): their memory and time grow with ``texts x labels``, and their regression's with
 ``labels`` on top. Measured on one thread (fit: n preference samples of C labels, one each; adapt:
-the 4,096-item corpus sample), peak above the loaded model:
+the 4,096-item corpus sample), the process's peak (about 260 MB of it is the loaded model):
 
     labels   fit s   fit peak MB   adapt s   adapt peak MB
        250     2.6           296      27.3             538
@@ -85,7 +85,7 @@ def available_memory() -> int | None:
     return min(found) if found else None
 
 
-def check(name: str, what: str, footprint: Footprint) -> None:
+def check(what: str, footprint: Footprint) -> None:
     """Refuse ``what`` (``"fitting cm_best on 5000 samples of 5000 labels"``) when its footprint is
     larger than the memory available; warn when it will take longer than :data:`SLOW`."""
     available = available_memory()
