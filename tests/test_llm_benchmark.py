@@ -1,0 +1,50 @@
+"""benchmarks/llm_strategies.py on a small setting with the tests' real LLM (SmolLM2 behind llama.cpp's
+server): its run is kept in the response cache, so running it again from the cache alone (no server)
+sends no request and writes the same JSON byte for byte."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "llm_strategies.py"
+
+
+def run(*argv: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_a_second_run_from_the_cache_sends_nothing_and_writes_the_same_json(smollm2_path, tmp_path):
+    out, cache = tmp_path / "smol.json", tmp_path / "smol.sqlite"
+    common = ["--gguf", str(smollm2_path), "--settings", "massive_scenario:n=10", "--seeds", "0", "--limit", "4",
+              "--strategies", "vanilla,score", "--out", str(out), "--cache", str(cache), "--threads", "2"]
+    first = run(*common)
+    data = json.loads(out.read_text())
+    runs = data["runs"]
+    assert sorted(runs) == ["massive_scenario:n=10:seed=0:score:limit=4", "massive_scenario:n=10:seed=0:vanilla:limit=4"]
+    vanilla = runs["massive_scenario:n=10:seed=0:vanilla:limit=4"]
+    assert vanilla["requests_sent"] > 0 and vanilla["result"]["n_eval"] == 4
+    assert {"vanilla", "vanilla+cm", "vanilla+cm_remap", "vanilla+cm_best", "knn", "logreg"} <= set(
+        vanilla["result"]["methods"])
+    assert "| massive_scenario | n=10 | vanilla | 1 |" in first.stdout  # the table printed
+    before = out.read_bytes()
+
+    second = run(*common, "--cached-only")
+    assert out.read_bytes() == before
+    assert "0 requests sent" in second.stderr and "requests sent" in second.stderr
+    assert all(line.endswith(" 0 requests sent") for line in second.stderr.splitlines() if "requests sent" in line)
+
+
+def test_a_cached_only_run_with_an_answer_missing_fails_and_keeps_the_json(smollm2_path, tmp_path):
+    out = tmp_path / "smol.json"
+    out.write_text('{"runs": {}}\n')
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--gguf", str(smollm2_path), "--settings",
+                           "massive_scenario:n=10", "--seeds", "0", "--limit", "4", "--strategies", "vanilla",
+                           "--out", str(out), "--cache", str(tmp_path / "empty.sqlite"), "--cached-only"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "failed" in proc.stderr
+    assert out.read_text() == '{"runs": {}}\n'
