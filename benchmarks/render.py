@@ -66,7 +66,8 @@ def source_line(*records: dict) -> str:
             seen.append(p)
     if not seen:
         return "*Source: not recorded.*"
-    said = [f"`{p['command']}` on {p['date']}, {p['machine']['cores']} cores ({p['machine']['cpu']}), code "
+    # a line break inside the emphasis keeps the line short on a page read as source
+    said = [f"`{p['command']}`\non {p['date']}, {p['machine']['cores']} cores ({p['machine']['cpu']}), code "
             f"`{p['commit']}`" for p in seen]
     return "*Measured by " + "; ".join(said) + ".*"
 
@@ -96,7 +97,7 @@ def summary() -> str | None:
     groups: dict[tuple[str, str], list[dict]] = {}
     for run in runs:
         groups.setdefault((run["dataset"], run["budget"]), []).append(run)
-    lines = ["| dataset | labels given | annotator alone | kNN | logistic regression | `cm_best` | `cm_best` gain |",
+    lines = ["| dataset | labelled | annotator alone | kNN | logistic regression | `cm_best` | gain |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for (dataset, budget), group in groups.items():
         mean = {m: statistics.fmean(r["methods"][m]["accuracy"] for r in group) for m in (*COMPARED, "cm_best")}
@@ -105,7 +106,7 @@ def summary() -> str | None:
                      f"{mean['logreg']:.3f} | **{mean['cm_best']:.3f}** | {100 * gain:+.1f} |")
     seeds = sorted({r["seed"] for r in runs})
     return (f"Accuracy on each dataset's evaluation set, mean of seeds {' and '.join(map(str, seeds))}; the gain is "
-            "in points over the best of the other three.\n\n" + "\n".join(lines) + "\n\n" + source_line(*runs))
+            "in points\nover the best of the other three.\n\n" + "\n".join(lines) + "\n\n" + source_line(*runs))
 
 
 @renderer("speed")

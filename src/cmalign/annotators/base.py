@@ -84,6 +84,8 @@ class Annotator(ABC):
                  candidates: Sequence[Candidates] | None = None) -> list[Annotation]:
         """Answer each text with one label of ``labels`` (or of its own candidate set).
 
+        Examples
+        --------
         >>> from cmalign.method.examples import CARD_LABELS, CardSayer
         >>> [a.label for a in CardSayer().annotate(["my card never came", "what rate do you give"], CARD_LABELS)]
         ['card arrival', 'lost or stolen']

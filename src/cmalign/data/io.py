@@ -242,6 +242,8 @@ def iter_items(path: str | Path, *, text_field: str | None = None, label_field: 
     Parquet file and the task of a Label Studio export (1-based); for the latter ``label_field``
     names the ``Choices`` control (see :func:`cmalign.data.label_studio.label_studio_items`).
 
+    Examples
+    --------
     >>> import pathlib, tempfile
     >>> tickets = pathlib.Path(tempfile.mkdtemp()) / "tickets.csv"
     >>> _ = tickets.write_text("id,body,team\\n7,card never came,cards\\n8,app crashes,mobile\\n")
@@ -297,6 +299,8 @@ def read_items(path: str | Path, *, text_field: str | None = None, label_field: 
                require_labels: bool = False, allow_empty: bool = False) -> list[Item]:
     """All the items of a file (see :func:`iter_items`), read before any work starts.
 
+    Examples
+    --------
     >>> import pathlib, tempfile
     >>> tickets = pathlib.Path(tempfile.mkdtemp()) / "tickets.jsonl"
     >>> _ = tickets.write_text('{"text": "card never came", "label": "cards"}\\n{"text": "app crashes"}\\n')

@@ -55,6 +55,8 @@ class PreferenceSample:
 class MemoryBank:
     """Response key -> counts of the user's labels, with what it was fitted on.
 
+    Examples
+    --------
     An annotator that says ``weather`` for every alarm request, and a user who meant ``alarm``:
 
     >>> from cmalign.labels import LabelSet

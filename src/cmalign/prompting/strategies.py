@@ -114,15 +114,16 @@ class ChatAnnotator(Annotator):
 
     ``calls`` and ``tokens`` count the requests this strategy asked for and their tokens, whether
     the backend answered them from its cache or not: what the strategy costs on a cold cache.
+    ``fot`` shows the most similar labelled examples first (``retriever``, an
+    :class:`~cmalign.prompting.retrieval.ExampleRetriever` over the preference samples).
 
+    Examples
+    --------
     >>> from cmalign.method.examples import KeywordChat
     >>> annotator = ChatAnnotator(KeywordChat(), "vanilla")
     >>> said = annotator.annotate(["an alarm at 7", "some music please", "hello"], LabelSet(("alarm", "music")))
     >>> [(a.raw, a.label) for a in said], annotator.calls
     ([('alarm', 'alarm'), ('music', 'music'), ('no idea', None)], 3)
-
-    ``fot`` shows the most similar labelled examples first (``retriever``, an
-    :class:`~cmalign.prompting.retrieval.ExampleRetriever` over the preference samples).
     """
 
     counts_own_calls = True
