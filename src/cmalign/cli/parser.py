@@ -46,7 +46,7 @@ def _model(p: argparse.ArgumentParser, *, method: bool = True, plan: bool = Fals
     p.add_argument("--annotator", default="embedded", help=f"the annotator: {SPECS}")
     if method:
         p.add_argument("--method", choices=list(METHODS), help="the method (default: cm_best, for every "
-                       "annotator; 'cmalign methods' in the docs says what each does)")
+                       "annotator; the docs' Methods page says what each does)")
     p.add_argument("--device", default="cpu", help="local models and the encoder: cpu, cuda, mps (default: cpu)")
     p.add_argument("--encoder", default=DEFAULT, help=f"sentence encoder: {ENCODERS} (default: {DEFAULT})")
     llm = p.add_argument_group("LLM annotators (hf:PATH, hf-score:PATH, openai:MODEL, openai-score:MODEL)")
