@@ -61,8 +61,8 @@ PARQUET_BATCH_ROWS = 4096  # rows decoded at a time: memory stays flat however l
 
 def _format_of(path: Path) -> str:
     """``jsonl``, ``csv``, ``tsv``, ``parquet`` or ``label-studio``. A ``.json`` file is a Label
-    Studio export when it holds a JSON array (its first character is ``[``), else JSONL, as
-    before Label Studio exports were read: a JSONL line is an object and never starts with ``[``."""
+    Studio export when it holds a JSON array (its first character is ``[``), else JSONL: a JSONL
+    line is an object and never starts with ``[``."""
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     last = suffixes[-1] if suffixes else ""
     if last == ".json":
