@@ -181,11 +181,14 @@ def review() -> str | None:
     by_dataset: dict[str, list[dict]] = {}
     for r in rows:
         by_dataset.setdefault(r["dataset"], []).append(r)
-    lines = ["| dataset | preference samples | flipped | found in the first 2 x flipped (per seed) |",
-             "|---|---:|---:|---:|"]
+    lines = ["| dataset | preference samples | flipped | found in the first 2 x flipped | seconds |",
+             "|---|---:|---:|---:|---:|"]
     for name, group in by_dataset.items():
         lines.append(f"| {name} | {group[0]['preference']} | {group[0]['flipped']} | "
-                     + " / ".join(f"{r['found_in_top_2x']:.2f}" for r in group) + " |")
+                     + " / ".join(f"{r['found_in_top_2x']:.2f}" for r in group) + " | "
+                     + " / ".join(f"{r['seconds']:.0f}" for r in group) + " |")
+    seeds = " / ".join(str(r["seed"]) for r in next(iter(by_dataset.values())))
+    lines = [f"Seeds {seeds}, one figure per seed:", "", *lines]
     return "\n".join(lines) + "\n\n" + source_line(*rows)
 
 

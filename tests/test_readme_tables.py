@@ -23,7 +23,7 @@ def render():
 def test_every_marked_table_on_every_page_is_rendered_from_its_json(render):
     blocks = render.blocks()
     assert {"summary", "accuracy-bge-small", "accuracy-minilm", "speed", "throughput", "scale",
-            "llm-strategies"} <= set(blocks)
+            "llm-strategies", "selection", "review"} <= set(blocks)
     placed = set()
     for page in render.pages():
         text = page.read_text()
