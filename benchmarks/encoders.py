@@ -13,7 +13,7 @@ speed     Raw encoding by each encoder of the same texts (the first N distinct b
           prints medians, items/s and ratios to torch-minilm, and how close the two MiniLMs' vectors
           are (cosine per text, min and mean).
 
-The README's tables are written from that JSON by `benchmarks/render.py`.
+The tables on the README and the docs' benchmark pages are written from that JSON by `benchmarks/render.py`.
 
     python benchmarks/encoders.py accuracy --encoders bge-small,minilm
     python benchmarks/encoders.py speed --items 2000 --repeats 3
@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import provenance
 
 RESULTS = Path(__file__).parent / "results" / "encoders"
 COMPARED = ("base", "knn", "logreg")
@@ -41,7 +42,9 @@ def bench(encoder: str) -> list[dict]:
         RESULTS.mkdir(parents=True, exist_ok=True)
         done = subprocess.run([sys.executable, "-m", "cmalign", "bench", "--json", "--encoder", encoder],
                               capture_output=True, text=True, check=True)
-        path.write_text(done.stdout)
+        source = provenance(f"cmalign bench --json --encoder {encoder}")
+        path.write_text("".join(json.dumps({**json.loads(line), "provenance": source}) + "\n"
+                                for line in done.stdout.splitlines() if line.strip()))
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -76,16 +79,6 @@ def accuracy(encoders: list[str]) -> None:
         table, summary = accuracy_table(bench(encoder))
         print(f"### {encoder}: cm_best clears the bar on {summary['cleared']} of {summary['rows']} rows, "
               f"mean cm_best {summary['mean_cm_best']:.3f} ({summary['annotator']})\n\n{table}\n")
-
-
-def accuracy_block(encoder: str) -> str:
-    """The table of ``encoder`` from its kept JSON (never runs the benchmark)."""
-    path = RESULTS / f"bench-{encoder}.jsonl"
-    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    table, summary = accuracy_table(runs)
-    return (f"`cmalign bench --json --encoder {encoder}`, mean of seeds {' and '.join(map(str, summary['seeds']))} "
-            f"({summary['annotator']}): `cm_best` clears the bar on {summary['cleared']} of {summary['rows']} rows, "
-            f"mean {summary['mean_cm_best']:.3f}.\n\n{table}")
 
 
 def speed_block() -> str:
@@ -142,7 +135,8 @@ def speed(n_items: int, repeats: int, encoders: list[str]) -> None:
               "identity": {name: model.identity for name, model in models.items()},
               "median_seconds": {k: round(v, 3) for k, v in median.items()},
               "items_per_s": {k: round(len(sample) / v, 1) for k, v in median.items()},
-              "speed_ratio_to_torch_minilm": {k: round(reference / v, 3) for k, v in median.items()}, **agreement}
+              "speed_ratio_to_torch_minilm": {k: round(reference / v, 3) for k, v in median.items()}, **agreement,
+              "provenance": provenance()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "speed.json").write_text(json.dumps(result, indent=1) + "\n")
     print("| encoder | items/s | speed vs torch MiniLM |\n|---|---:|---:|")

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import provenance
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command sets it: both sides measured alike
 
@@ -179,7 +180,8 @@ def main() -> None:
 
 def record(row: dict, results: Path) -> None:
     """Print ``row`` as a JSON line and append it to ``results``, with the date and the code's version."""
-    row = {"date": time.strftime("%Y-%m-%d"), "cmalign": __version__, **row} if "date" not in row else row
+    row = {"date": time.strftime("%Y-%m-%d"), "cmalign": __version__, **row, "provenance": provenance()} \
+        if "date" not in row else row
     line = json.dumps(row)
     print(line, flush=True)
     with open(results, "a", encoding="utf-8") as handle:

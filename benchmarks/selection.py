@@ -10,8 +10,8 @@ Review (``--review``): a 5% random preference sample with 10% of its labels flip
 (seeded); the share of the flipped samples among the first 2 x (number flipped) preference samples
 of ``cmalign review``'s ranking (out-of-fold ``cm_best``, as the command runs it).
 
-    python benchmarks/selection.py                       # four datasets, 1% and 5%, seeds 0 and 1
-    python benchmarks/selection.py --review
+    python benchmarks/selection.py --out benchmarks/results/selection.jsonl   # four datasets, 1% and 5%, seeds 0, 1
+    python benchmarks/selection.py --review --out benchmarks/results/review.jsonl
     python benchmarks/selection.py --datasets banking77 --budgets 0.01 --selectors random,cover
 
 ``--embeddings DIR`` keeps each dataset's embeddings in DIR (``<dataset>.npz``, keyed by the
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import provenance
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -56,8 +57,17 @@ def warm(encoder: SentenceEncoder, name: str, folder: Path | None) -> None:
         np.savez(path, identity=np.array(encoder.identity), vectors=vectors)
 
 
+def _keep(args, row: dict, source: dict) -> None:
+    """Print ``row`` and append it, with where it came from, to ``args.out``."""
+    print(json.dumps(row), flush=True)
+    if args.out is not None:
+        with open(args.out, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({**row, "provenance": source}) + "\n")
+
+
 def selection(args, encoder: SentenceEncoder, annotator: EmbeddingAnnotator) -> None:
     results = []
+    source = provenance()
     for name in args.datasets.split(","):
         ds = load_bundled(name)
         warm(encoder, name, args.embeddings)
@@ -72,7 +82,7 @@ def selection(args, encoder: SentenceEncoder, annotator: EmbeddingAnnotator) -> 
                            "labels_covered": len({i.label for i in split.preference}), "labels": len(ds.labels),
                            "select_s": round(chosen_in, 1), **{m: round(scores[m].accuracy, 4) for m in METHODS}}
                     results.append(row)
-                    print(json.dumps(row), flush=True)
+                    _keep(args, row, source)
     groups: dict[tuple, list] = {}
     for row in results:
         groups.setdefault((row["dataset"], row["budget"], row["selection"]), []).append(row)
@@ -80,12 +90,13 @@ def selection(args, encoder: SentenceEncoder, annotator: EmbeddingAnnotator) -> 
         mean = {m: statistics.fmean(r[m] for r in rows) for m in (*METHODS, "labels_covered")}
         random = groups.get((name, budget, "random"))
         gain = None if random is None else mean["cm_best"] - statistics.fmean(r["cm_best"] for r in random)
-        print(json.dumps({"dataset": name, "budget": budget, "selection": selector, "mean_of_seeds": len(rows),
-                          **{k: round(v, 4) for k, v in mean.items()},
-                          "cm_best_gain_over_random": None if gain is None else round(gain, 4)}), flush=True)
+        _keep(args, {"dataset": name, "budget": budget, "selection": selector, "mean_of_seeds": len(rows),
+                     **{k: round(v, 4) for k, v in mean.items()},
+                     "cm_best_gain_over_random": None if gain is None else round(gain, 4)}, source)
 
 
 def review(args, encoder: SentenceEncoder, annotator: EmbeddingAnnotator) -> None:
+    source = provenance()
     for name in args.datasets.split(","):
         ds = load_bundled(name)
         warm(encoder, name, args.embeddings)
@@ -101,9 +112,9 @@ def review(args, encoder: SentenceEncoder, annotator: EmbeddingAnnotator) -> Non
             probs = out_of_fold("cm_best", annotator, encoder, texts, y, ds.labels)
             given = probs[np.arange(len(y)), [ds.labels.index(label) for label in y]]
             top = set(np.argsort(given, kind="stable")[:2 * len(flipped)].tolist())
-            print(json.dumps({"dataset": name, "seed": seed, "preference": len(y), "flipped": len(flipped),
-                              "found_in_top_2x": round(len(top & set(flipped.tolist())) / len(flipped), 3),
-                              "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+            _keep(args, {"dataset": name, "seed": seed, "preference": len(y), "flipped": len(flipped),
+                         "found_in_top_2x": round(len(top & set(flipped.tolist())) / len(flipped), 3),
+                         "seconds": round(time.perf_counter() - started, 1)}, source)
 
 
 def main() -> None:
@@ -113,6 +124,8 @@ def main() -> None:
     parser.add_argument("--selectors", default="random,cover,uncertain")
     parser.add_argument("--review", action="store_true", help="measure review instead of selection")
     parser.add_argument("--embeddings", type=Path, help="folder to keep the datasets' embeddings in")
+    parser.add_argument("--out", type=Path, help="append each JSON line, with its provenance, to this file "
+                        "(benchmarks/results/selection.jsonl or review.jsonl is what the docs render)")
     args = parser.parse_args()
     encoder = SentenceEncoder()
     annotator = EmbeddingAnnotator(encoder)

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import provenance
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command sets it: both sides measured alike
 
 from cmalign.data import Budget, load_bundled, protocol_split
@@ -110,7 +112,7 @@ if __name__ == "__main__":
                         "benchmarks/results/throughput-DATASET-ITEMS.json)")
     args = parser.parse_args()
     result = run(args.dataset, args.items, args.repeats, args.src)
-    result = {"date": time.strftime("%Y-%m-%d"), "threads": os.cpu_count(), **result}
+    result = {"date": time.strftime("%Y-%m-%d"), "threads": os.cpu_count(), **result, "provenance": provenance()}
     out = args.out or Path(__file__).parent / "results" / f"throughput-{args.dataset}-{args.items}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

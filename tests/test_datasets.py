@@ -63,3 +63,57 @@ def test_user_folder_with_only_small(tmp_path):
     with pytest.raises(DataError, match="holds neither"):
         (tmp_path / "empty").mkdir()
         load_folder(tmp_path / "empty")
+
+
+def _lines(path):
+    import json
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_datasets_write_gives_the_protocol_split_as_files_the_commands_read(tmp_path, capsys):
+    from cmalign.cli import main
+    from cmalign.data import read_items, read_labelset
+    folder = tmp_path / "new" / "example"  # made, parents too
+    assert main(["datasets", "--write", "massive_scenario", str(folder), "--budget", "0.02", "--seed", "1"]) == 0
+    ds = load_bundled("massive_scenario")
+    split = protocol_split(ds, Budget(fraction=0.02), seed=1)
+    prefs = read_items(folder / "prefs.jsonl", require_labels=True)
+    assert [(i.text, i.label) for i in prefs] == [(i.text, i.label) for i in split.preference]
+    items = _lines(folder / "items.jsonl")
+    assert [(r["text"], r["gold"]) for r in items] == [(i.text, i.label) for i in split.evaluation]
+    assert all("label" not in r for r in items)  # the items to label carry no label a reader would take as given
+    assert read_labelset(folder / "labels.txt").labels == ds.labels.labels
+    assert "230 labelled items, 2974 items to label" in capsys.readouterr().err
+
+
+def test_datasets_write_refuses_to_replace_files_unless_told(tmp_path, capsys):
+    from cmalign.cli import main
+    (tmp_path / "items.jsonl").write_text('{"text": "mine"}\n')
+    assert main(["datasets", "--write", "massive_scenario", str(tmp_path), "--budget", "n=20"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith("items.jsonl: exists already: --overwrite to replace it") and err.count("\n") == 1
+    assert (tmp_path / "items.jsonl").read_text() == '{"text": "mine"}\n'
+    assert not (tmp_path / "prefs.jsonl").exists()  # checked before the first file is written
+    assert main(["datasets", "--write", "massive_scenario", str(tmp_path), "--budget", "n=20", "--overwrite"]) == 0
+    assert len(_lines(tmp_path / "prefs.jsonl")) == 20 and len(_lines(tmp_path / "items.jsonl")) == 2974
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["datasets", "--write", "nope", "X"], "no bundled dataset 'nope'"),
+    (["datasets", "--write", "banking77", "X", "--budget", "2"], "budget 2 is not a fraction"),
+    (["datasets", "--write", "banking77", "X", "--seed", "-1"], "--seed -1: a seed is a whole number"),
+])
+def test_datasets_write_names_a_bad_setting_in_one_line(tmp_path, capsys, argv, message):
+    from cmalign.cli import main
+    argv = [str(tmp_path / "out") if a == "X" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_datasets_write_refuses_a_file_where_the_folder_should_be(tmp_path, capsys):
+    from cmalign.cli import main
+    (tmp_path / "f").write_text("x")
+    assert main(["datasets", "--write", "banking77", str(tmp_path / "f")]) == 2
+    assert "f: is not a folder" in capsys.readouterr().err

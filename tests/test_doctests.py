@@ -8,7 +8,10 @@ import pytest
 
 MODULES = ["cmalign.method.cm", "cmalign.method.knn", "cmalign.method.logreg", "cmalign.method.marginal",
            "cmalign.method.combined", "cmalign.method.transductive", "cmalign.method.examples", "cmalign.chunks",
-           "cmalign.labels", "cmalign.labeler", "cmalign.jobs"]
+           "cmalign.labels", "cmalign.labeler", "cmalign.jobs", "cmalign.jobs.datasets",
+           "cmalign", "cmalign.method.bank", "cmalign.annotators.base", "cmalign.data.io",
+           "cmalign.prompting.strategies", "cmalign.chat.openai_api", "cmalign.annotators.openai_score",
+           "cmalign.chat.embeddings"]
 
 
 @pytest.mark.parametrize("name", MODULES)

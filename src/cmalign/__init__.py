@@ -7,8 +7,11 @@ memory bank), and corrects new answers with it. Every method follows one protoco
 labelling job with one of them.
 
 >>> from cmalign import EmbeddingAnnotator, Labeler
->>> labeler = Labeler(EmbeddingAnnotator()).fit(texts, y)  # doctest: +SKIP
->>> for records in labeler.label(new_texts): ...  # doctest: +SKIP
+>>> texts = ["wake me at 7", "set an alarm for noon", "play some jazz", "next song please"]
+>>> y = ["alarm", "alarm", "music", "music"]
+>>> labeler = Labeler(EmbeddingAnnotator()).fit(texts, y)
+>>> [r.label for records in labeler.label(["alarm at six", "put on a song"]) for r in records]
+['alarm', 'music']
 """
 
 __version__ = "0.1.0"

@@ -64,7 +64,7 @@ class SentenceEncoder:
         holds more than about ``batch_chars`` characters. A batch of 64 of the longest bundled texts
         (about 400 characters) raised peak memory by 170 MB over short ones, and the longest batch of a
         corpus, not its size, set the peak. Texts up to ``batch_chars / batch_size`` characters (160,
-        more than 99% of the bundled ones) go in one call with the full batch size, as before; longer
+        more than 99% of the bundled ones) go in one call with the full batch size; longer
         ones, longest first, in batches of ``batch_chars // length``. The embedder sorts each group by
         length again, so a batch pads to about its own longest text."""
         limit = self.batch_chars // self.batch_size
@@ -74,7 +74,7 @@ class SentenceEncoder:
             size = max(1, self.batch_chars // len(longest_first[0]))
             groups.append((longest_first[:size], size))
             longest_first = longest_first[size:]
-        short = [t for t in texts if len(t) <= limit]  # in the order given, as one call: as before
+        short = [t for t in texts if len(t) <= limit]  # in the order given, as one call
         return groups + ([(short, self.batch_size)] if short else [])
 
     @contextlib.contextmanager

@@ -3,11 +3,18 @@
 :class:`Labeler` is what ``cmalign fit`` and ``cmalign annotate`` call, and what a library user
 calls instead of them:
 
->>> labeler = Labeler(EmbeddingAnnotator()).fit(pref_texts, y)         # doctest: +SKIP
->>> labeler.save("bank.json")            # the bank, and the method's fitted state beside it  # doctest: +SKIP
->>> labeler = Labeler.load("bank.json", EmbeddingAnnotator())          # no refit  # doctest: +SKIP
->>> for records in labeler.label(texts):  # per-item records, a chunk at a time   # doctest: +SKIP
-...     ...
+>>> import pathlib, tempfile
+>>> from cmalign import EmbeddingAnnotator
+>>> pref_texts = ["wake me at 7", "set an alarm for noon", "play some jazz", "next song please"]
+>>> y = ["alarm", "alarm", "music", "music"]
+>>> bank = pathlib.Path(tempfile.mkdtemp()) / "bank.json"
+>>> labeler = Labeler(EmbeddingAnnotator()).fit(pref_texts, y)
+>>> [p.name for p in labeler.save(bank)]   # the bank, and the method's fitted state beside it
+['bank.json', 'bank.cm_best.npz']
+>>> labeler = Labeler.load(bank, EmbeddingAnnotator())   # no refit
+>>> for records in labeler.label(["alarm at six"]):      # per-item records, a chunk at a time
+...     print(records[0].label, records[0].answer.label)
+alarm alarm
 
 The bank stays the readable JSON file it always was. What a method learned beyond it (the
 combined model's weights, say) goes into ``<bank stem>.<method>.npz`` beside it, with the identity

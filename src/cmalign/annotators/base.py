@@ -84,8 +84,13 @@ class Annotator(ABC):
                  candidates: Sequence[Candidates] | None = None) -> list[Annotation]:
         """Answer each text with one label of ``labels`` (or of its own candidate set).
 
-        >>> annotator.annotate(["my card never came"], labels,
-        ...                    candidates=[("card arrival", "card delivery estimate")])  # doctest: +SKIP
+        Examples
+        --------
+        >>> from cmalign.method.examples import CARD_LABELS, CardSayer
+        >>> [a.label for a in CardSayer().annotate(["my card never came", "what rate do you give"], CARD_LABELS)]
+        ['card arrival', 'lost or stolen']
+        >>> CardSayer().annotate(["my card never came"], CARD_LABELS, candidates=[("lost or stolen",)])[0].label
+        'lost or stolen'
         """
         if candidates is None:
             restricted: list[tuple[str, ...] | None] = [None] * len(texts)

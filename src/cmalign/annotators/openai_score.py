@@ -89,9 +89,19 @@ class OpenAILabelScorer(ScoringAnnotator):
     ``calls`` and ``tokens`` count the requests asked for and their tokens (cache hits included:
     the cost on a cold cache); a re-ask within candidates costs none.
 
-    >>> scorer = OpenAILabelScorer(OpenAIChatBackend("gpt-4o-mini"))  # doctest: +SKIP
-    >>> scorer.annotate(["wake me up at 7"], LabelSet.of(["alarm", "music"]))[0].scores  # doctest: +SKIP
-    array([0.98, 0.02])
+    Examples
+    --------
+    Every label of a small label set fits one page of options: one request an item (counted here
+    by a dry run, which sends nothing).
+
+    >>> from cmalign.chat.backend import ResponseCache
+    >>> from cmalign.chat.openai_api import OpenAIChatBackend
+    >>> backend = OpenAIChatBackend("qwen", base_url="http://127.0.0.1:8080/v1", cache=ResponseCache(":memory:"))
+    >>> scorer = OpenAILabelScorer(backend)
+    >>> with backend.dry() as plan:
+    ...     _ = scorer.annotate(["wake me up at 7", "play jazz"], LabelSet.of(["alarm", "music"]))
+    >>> plan.requests, plan.max_completion_tokens
+    (2, 4)
     """
 
     counts_own_calls = True

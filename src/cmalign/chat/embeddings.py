@@ -58,9 +58,19 @@ STAND_IN_DIM = 8  # a dry run's vectors where neither a reply nor the cache has 
 class OpenAIEmbedder(Embedder):
     """Vectors for ``model`` from the embeddings endpoint at ``base_url``.
 
-    >>> embedder = OpenAIEmbedder("text-embedding-3-small", base_url="https://api.openai.com/v1")  # doctest: +SKIP
-    >>> embedder.embed(["where is my card"], 64).shape  # doctest: +SKIP
-    (1, 1536)
+    Examples
+    --------
+    A dry run sends nothing: it counts the requests and reads a stand-in unit vector per text.
+
+    >>> from cmalign.chat.backend import ResponseCache
+    >>> embedder = OpenAIEmbedder("nomic-embed", base_url="http://127.0.0.1:8080/v1", cache=ResponseCache(":memory:"))
+    >>> with embedder.dry() as plan:
+    ...     vectors = embedder.embed(["where is my card", "card lost"], 64)
+    >>> vectors.shape, plan.texts, plan.requests
+    ((2, 8), 2, 1)
+
+    Outside a dry run, ``embed`` asks the endpoint for the vectors the cache lacks, a batch a
+    request, and checks each (one per text, one length, finite, not all zeros) before it is kept.
     """
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",

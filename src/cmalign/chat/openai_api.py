@@ -60,9 +60,22 @@ class _Broken(Exception):
 class OpenAIChatBackend(ChatBackend):
     """Chat completions from ``base_url`` for ``model``.
 
-    >>> backend = OpenAIChatBackend("gpt-4o-mini", base_url="https://api.openai.com/v1")  # doctest: +SKIP
-    >>> backend.complete([ChatRequest.of([{"role": "user", "content": "Say hi"}])])[0].text  # doctest: +SKIP
-    'Hi!'
+    Examples
+    --------
+    A local server needs no key; a password in its URL is never shown. In a dry run nothing is
+    sent: the requests the cache cannot answer are counted instead.
+
+    >>> from cmalign.chat.backend import ResponseCache
+    >>> backend = OpenAIChatBackend("qwen", base_url="http://me:secret@127.0.0.1:8080/v1", cache=ResponseCache(":memory:"))
+    >>> backend
+    OpenAIChatBackend(model='qwen', base_url='http://***@127.0.0.1:8080/v1')
+    >>> with backend.dry() as plan:
+    ...     replies = backend.complete([ChatRequest.of([{"role": "user", "content": "Say hi"}])])
+    >>> plan.requests, replies[0].finish_reason
+    (1, 'dry-run')
+
+    Outside a dry run, ``backend.complete(requests)`` sends them, ``concurrency`` at a time, and
+    returns each reply (``.text``), cached as it arrives.
     """
 
     counts_attempts = True

@@ -16,7 +16,8 @@ from ..data import Budget, describe_bundled, parse_seed
 from ..errors import shown
 from ..evaluation import format_table
 from ..jobs import (AnnotateOptions, BenchOptions, ExportOptions, FitOptions, ModelOptions, ReportOptions,
-                    ReviewOptions, SelectOptions, annotate, bench, export_file, fit, report, review, select_items)
+                    ReviewOptions, SelectOptions, WriteExampleOptions, annotate, bench, export_file, fit, report,
+                    review, select_items, write_example)
 from ..progress import Progress, log
 from ..prompting import Decoding, Prompts
 
@@ -45,7 +46,13 @@ def _run(job, options_class, args: argparse.Namespace, progress: Progress) -> in
 
 
 def cmd_datasets(args: argparse.Namespace, progress: Progress) -> int:
-    print(describe_bundled())
+    if args.write is None:
+        print(describe_bundled())
+        return 0
+    name, folder = args.write
+    options = WriteExampleOptions(name, folder, budget=args.budget, seed=args.seed, overwrite=args.overwrite)
+    for line in write_example(options, progress).lines():
+        log.info("%s", line)
     return 0
 
 

@@ -46,7 +46,7 @@ def _model(p: argparse.ArgumentParser, *, method: bool = True, plan: bool = Fals
     p.add_argument("--annotator", default="embedded", help=f"the annotator: {SPECS}")
     if method:
         p.add_argument("--method", choices=list(METHODS), help="the method (default: cm_best, for every "
-                       "annotator; 'cmalign methods' in the docs says what each does)")
+                       "annotator; the docs' Methods page says what each does)")
     p.add_argument("--device", default="cpu", help="local models and the encoder: cpu, cuda, mps (default: cpu)")
     p.add_argument("--encoder", default=DEFAULT, help=f"sentence encoder: {ENCODERS} (default: {DEFAULT})")
     llm = p.add_argument_group("LLM annotators (hf:PATH, hf-score:PATH, openai:MODEL, openai-score:MODEL)")
@@ -89,7 +89,14 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
         p.set_defaults(func=commands[name])
         return p
 
-    command("datasets", "list the bundled datasets")
+    p = command("datasets", "list the bundled datasets, or write one as example files to run the quickstart on")
+    p.add_argument("--write", nargs=2, metavar=("NAME", "DIR"), help="write dataset NAME into folder DIR: "
+                   "prefs.jsonl (a few labelled items), items.jsonl (the items to label, gold label under 'gold') "
+                   "and labels.txt")
+    p.add_argument("--budget", default="0.02", help="--write: the share of the pool in prefs.jsonl, e.g. 0.02 (the "
+                   "default), or n=200")
+    p.add_argument("--seed", type=int, default=0, help="--write: seed of the split (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="--write: replace the files if they exist")
     p = command("fit", "preference files (the user's labels) -> memory bank file (and the method's state)",
                 "PREFERENCES... -o BANK")
     p.add_argument("preferences", nargs="+", help="JSONL, CSV, TSV or Parquet with a text and a label per item, or "

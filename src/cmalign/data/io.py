@@ -61,8 +61,8 @@ PARQUET_BATCH_ROWS = 4096  # rows decoded at a time: memory stays flat however l
 
 def _format_of(path: Path) -> str:
     """``jsonl``, ``csv``, ``tsv``, ``parquet`` or ``label-studio``. A ``.json`` file is a Label
-    Studio export when it holds a JSON array (its first character is ``[``), else JSONL, as
-    before Label Studio exports were read: a JSONL line is an object and never starts with ``[``."""
+    Studio export when it holds a JSON array (its first character is ``[``), else JSONL: a JSONL
+    line is an object and never starts with ``[``."""
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     last = suffixes[-1] if suffixes else ""
     if last == ".json":
@@ -242,8 +242,15 @@ def iter_items(path: str | Path, *, text_field: str | None = None, label_field: 
     Parquet file and the task of a Label Studio export (1-based); for the latter ``label_field``
     names the ``Choices`` control (see :func:`cmalign.data.label_studio.label_studio_items`).
 
-    >>> for item in iter_items("tickets.csv", text_field="body", label_field="team"):  # doctest: +SKIP
-    ...     print(item.line, item.text)
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> tickets = pathlib.Path(tempfile.mkdtemp()) / "tickets.csv"
+    >>> _ = tickets.write_text("id,body,team\\n7,card never came,cards\\n8,app crashes,mobile\\n")
+    >>> for item in iter_items(tickets, text_field="body", label_field="team"):
+    ...     print(item.line, item.text, item.label, item.fields)
+    1 card never came cards {'id': '7', 'team': 'cards'}
+    2 app crashes mobile {'id': '8', 'team': 'mobile'}
     """
     path = Path(path)
     fmt = _format_of(path)
@@ -292,7 +299,17 @@ def read_items(path: str | Path, *, text_field: str | None = None, label_field: 
                require_labels: bool = False, allow_empty: bool = False) -> list[Item]:
     """All the items of a file (see :func:`iter_items`), read before any work starts.
 
-    >>> read_items("tickets.csv", text_field="body", label_field="team")  # doctest: +SKIP
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> tickets = pathlib.Path(tempfile.mkdtemp()) / "tickets.jsonl"
+    >>> _ = tickets.write_text('{"text": "card never came", "label": "cards"}\\n{"text": "app crashes"}\\n')
+    >>> [(item.text, item.label) for item in read_items(tickets)]
+    [('card never came', 'cards'), ('app crashes', None)]
+    >>> read_items(tickets, require_labels=True)
+    Traceback (most recent call last):
+    ...
+    cmalign.errors.DataError: ...tickets.jsonl:2: the label field 'label' is missing or empty
     """
     return list(iter_items(path, text_field=text_field, label_field=label_field,
                            require_labels=require_labels, allow_empty=allow_empty))

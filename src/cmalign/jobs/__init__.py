@@ -29,10 +29,11 @@ Fit a bank on a user's labelled file, then label another file with it, as ``cmal
 from .annotate import AnnotateOptions, AnnotateResult, annotate
 from .bench import BenchOptions, bench
 from .common import Model, ModelOptions
+from .datasets import ExampleFiles, WriteExampleOptions, write_example
 from .fit import FitOptions, FitResult, fit
 from .loop import (ExportOptions, ReportOptions, Reviewed, ReviewOptions, Selected, SelectOptions, export_file, report,
                    review, select_items)
 
-__all__ = ["AnnotateOptions", "AnnotateResult", "BenchOptions", "ExportOptions", "FitOptions", "FitResult", "Model",
-           "ModelOptions", "ReportOptions", "ReviewOptions", "Reviewed", "SelectOptions", "Selected", "annotate",
-           "bench", "export_file", "fit", "report", "review", "select_items"]
+__all__ = ["AnnotateOptions", "AnnotateResult", "BenchOptions", "ExampleFiles", "ExportOptions", "FitOptions", "FitResult", "Model",
+           "ModelOptions", "ReportOptions", "ReviewOptions", "Reviewed", "SelectOptions", "Selected", "WriteExampleOptions",
+           "annotate", "bench", "export_file", "fit", "report", "review", "select_items", "write_example"]

@@ -55,9 +55,18 @@ class PreferenceSample:
 class MemoryBank:
     """Response key -> counts of the user's labels, with what it was fitted on.
 
-    >>> bank = MemoryBank.build(annotations, user_labels, labels, annotator="...")  # doctest: +SKIP
-    >>> bank.candidates("atm support")  # doctest: +SKIP
-    ('card swallowed', 'atm support')
+    Examples
+    --------
+    An annotator that says ``weather`` for every alarm request, and a user who meant ``alarm``:
+
+    >>> from cmalign.labels import LabelSet
+    >>> from cmalign.method.examples import Swapper
+    >>> labels = LabelSet(("alarm", "music", "weather"))
+    >>> texts = ["set an alarm", "alarm at 7", "will it rain", "play jazz"]
+    >>> annotations = Swapper().annotate(texts, labels)
+    >>> bank = MemoryBank.build(annotations, ["alarm", "alarm", "weather", "music"], labels, annotator="swapper")
+    >>> bank.candidates("weather"), bank.candidates("alarm"), bank.candidates("never said")
+    (('alarm',), ('weather',), ())
     """
 
     labels: LabelSet

@@ -114,8 +114,16 @@ class ChatAnnotator(Annotator):
 
     ``calls`` and ``tokens`` count the requests this strategy asked for and their tokens, whether
     the backend answered them from its cache or not: what the strategy costs on a cold cache.
+    ``fot`` shows the most similar labelled examples first (``retriever``, an
+    :class:`~cmalign.prompting.retrieval.ExampleRetriever` over the preference samples).
 
-    >>> annotator = ChatAnnotator(backend, "fot", retriever=ExampleRetriever(encoder, texts, labels))  # doctest: +SKIP
+    Examples
+    --------
+    >>> from cmalign.method.examples import KeywordChat
+    >>> annotator = ChatAnnotator(KeywordChat(), "vanilla")
+    >>> said = annotator.annotate(["an alarm at 7", "some music please", "hello"], LabelSet(("alarm", "music")))
+    >>> [(a.raw, a.label) for a in said], annotator.calls
+    ([('alarm', 'alarm'), ('music', 'music'), ('no idea', None)], 3)
     """
 
     counts_own_calls = True
