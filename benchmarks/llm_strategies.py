@@ -26,12 +26,10 @@ JSON byte for byte.
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -43,6 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+from provenance import provenance  # noqa: E402
+
 RESULTS = HERE / "results" / "llm"
 STRATEGIES = ("vanilla", "cot", "fot", "consistent", "refine")
 SCORE = "score"  # openai-score: one more "strategy", the labels' log-probabilities
@@ -157,14 +159,6 @@ def bench(alias: str, url: str, cache: Path, dataset: str, budget: str, seed: in
     return json.loads(proc.stdout.strip().splitlines()[-1]), wall
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def measured(result: dict) -> dict:
     """What a rerun from the cache must reproduce: the accuracy, calls and tokens of every method."""
     return {name: {k: v for k, v in m.items() if k not in ("fit_seconds",)} for name, m in result["methods"].items()}
@@ -213,12 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                     old = runs.get(key)
                     if old is None or measured(old["result"]) != measured(result):
                         runs[key] = {"result": result, "wall_seconds": round(wall, 1),
-                                     "requests_sent": result["usage"]["sent"],
-                                     "date": datetime.date.today().isoformat(), "commit": commit()}
+                                     "requests_sent": result["usage"]["sent"], "provenance": provenance()}
                     print(f"{key}: {wall:.0f} s, {result['usage']['sent']} requests sent", file=sys.stderr)
                     data = {"model": name, "gguf_sha256": digest, "server": "llama-cpp-python (llama_cpp.server)",
-                            "machine": {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
-                            "command": "python benchmarks/llm_strategies.py", "runs": dict(sorted(runs.items()))}
+                            "runs": dict(sorted(runs.items()))}
                     tmp = out.with_suffix(".json.tmp")
                     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
                     os.replace(tmp, out)  # each run kept as soon as it is done

@@ -32,6 +32,7 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from llm_strategies import table as llm_table  # noqa: E402
 from encoders import COMPARED, RESULTS as ENCODERS, accuracy_table, speed_block  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -197,10 +198,15 @@ def llm_strategies() -> str | None:
     paths = sorted((RESULTS / "llm").glob("*.json")) if (RESULTS / "llm").is_dir() else []
     if not paths:
         return "Not yet measured: no results are kept in `benchmarks/results/llm/`."
-    runs = [json.loads(p.read_text()) for p in paths]
-    # The table for this JSON's shape is written beside the benchmark that makes it; until then the
-    # page says what is kept rather than show figures no function has checked.
-    return f"{len(runs)} result file(s) are kept in `benchmarks/results/llm/`; no table is rendered from them yet."
+    parts = []
+    for path in paths:
+        data = json.loads(path.read_text())
+        parts.append(f"**{data['model']}** (GGUF sha256 `{data['gguf_sha256'][:16]}`, served by {data['server']} "
+                     "on loopback, `--concurrency 1`). Accuracy on the evaluation items, the mean over the seeds "
+                     "measured;\nX+cm_best's requests and tokens per item count those its bank's preference "
+                     "samples cost too;\nwall time is one run's whole `cmalign bench`, on a machine shared with "
+                     "other work:\n\n" + llm_table(data) + "\n\n" + source_line(*data["runs"].values()))
+    return "\n\n".join(parts)
 
 
 def blocks() -> dict[str, str]:
