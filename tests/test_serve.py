@@ -175,6 +175,9 @@ def test_label_studio_protocol(data, tmp_path):
 BAD = {  # name: (path, body as bytes or JSON, (status, field))
     "not JSON": ("/v1/label", b'{"texts": ["a"', (400, "body")),
     "not UTF-8": ("/v1/label", b'{"texts": ["\xff"]}', (400, "body")),
+    "nested too deep": ("/v1/label", b'{"texts": ' + b"[" * 990 + b"]" * 990 + b"}", (400, "body")),
+    "a lone surrogate": ("/v1/label", b'{"texts": ["\\ud800"]}', (400, "body")),
+    "a key twice": ("/v1/label", b'{"texts": ["a"], "texts": ["b"]}', (400, "body")),
     "no texts": ("/v1/label", {"text": ["a"]}, (422, "texts")),
     "texts not a list": ("/v1/label", {"texts": "a"}, (422, "texts")),
     "a text not a string": ("/v1/label", {"texts": ["a", 3]}, (422, "texts[1]")),

@@ -108,6 +108,7 @@ def held_back_accuracy(tasks: list[dict], gold: dict[str, str], version: str) ->
     return right / len(held)
 
 
+@pytest.mark.slow
 def test_label_studio_gets_predictions_and_the_backend_learns_from_its_annotations(label_studio, tmp_path):
     ds = load_bundled("massive_scenario")
     (tmp_path / "prefs.jsonl").write_text("".join(json.dumps({"text": i.text, "label": i.label}) + "\n"

@@ -27,6 +27,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..data.fields import decode_json
+from ..errors import DataError
 from . import label_studio as ls
 from .model import ServedModel
 from .options import ServeOptions
@@ -88,11 +90,13 @@ class _Api:
             if len(body) > limit:
                 raise RequestError(413, "body", f"more than {limit} bytes; at most {limit} a request")
         try:
-            return json.loads(body)
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise RequestError(400, "body", "not UTF-8 text") from None
-        except json.JSONDecodeError as exc:
-            raise RequestError(400, "body", f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        try:  # the files' strict reader: no key twice, no NaN, no lone surrogate, no nesting too deep
+            return decode_json(text, "body")
+        except DataError as exc:
+            raise RequestError(400, "body", exc.problem) from None
 
     def _texts(self, values: list, field: str) -> None:
         if len(values) > self.options.max_texts:
