@@ -104,6 +104,30 @@ def test_kill_9_after_the_reply_loses_no_acknowledged_label(data, tmp_path):
     assert len(kept.read_text().splitlines()) == 31 and kept.read_text().endswith("\n")
 
 
+def test_requests_are_answered_by_the_old_model_until_the_new_one_is_swapped_in(data, tmp_path):
+    _, ds = data
+    new = ds.large[120:1120]  # a refit on 1,120 samples takes seconds: requests come meanwhile
+    with Server(fresh_bank(data, tmp_path), "--refit-after", "0") as server:
+        for start in range(0, len(new), 250):
+            labels = [{"text": i.text, "label": i.label} for i in new[start:start + 250]]
+            assert server("/v1/labels", "POST", {"labels": labels})[0] == 200
+        before = server("/v1/model")[1]["model_version"]
+        assert server("/v1/refit", "POST")[0] == 202
+        seen, during = [], 0
+        while True:
+            status, model = server("/v1/model")
+            status_label, answer = server("/v1/label", "POST", {"texts": ["wake me up at seven"]})
+            assert status == status_label == 200
+            seen.append(answer["model_version"])
+            during += model["refitting"] and answer["model_version"] == before
+            if answer["model_version"] != before:
+                break
+        after = server("/v1/model")[1]
+    assert during > 0  # answered, by the model before, while the refit ran
+    assert set(seen) == {before, after["model_version"]} and seen[-1] == after["model_version"]
+    assert after["counts"]["samples"] == 1120 and after["refits"] == 1
+
+
 def test_a_failed_refit_leaves_the_model_serving_and_says_so(data, tmp_path):
     _, ds = data
     bank = fresh_bank(data, tmp_path)
