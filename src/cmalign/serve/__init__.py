@@ -20,7 +20,21 @@ GRACE_SECONDS = 30
 
 def serve(options: ServeOptions, progress: Progress = QUIET) -> None:
     """Load the bank, learn any labels kept from an earlier run, and serve until SIGTERM or ^C,
-    which finish the requests in flight (and so their label writes) before the process ends."""
+    which finish the requests in flight (and so their label writes) before the process ends.
+
+    Parameters
+    ----------
+    options : ServeOptions
+        The bank, where to listen, the token, the limits and the model (as for ``annotate``).
+    progress : Progress
+        Where the phases of the start are said (loading the bank, learning kept labels).
+
+    Raises
+    ------
+    CmalignError
+        A setting out of range, no token for an address beyond loopback, the ``serve`` extra not
+        installed, or a bank that cannot be served (a :class:`~cmalign.errors.DataError` naming it).
+    """
     options.check()
     try:
         import uvicorn
