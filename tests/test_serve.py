@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -145,17 +146,25 @@ def test_a_failed_refit_leaves_the_model_serving_and_says_so(data, tmp_path):
 
 def test_sigterm_finishes_the_request_in_flight(data, tmp_path):
     _, ds = data
-    texts = [f"{i.text} ({n})" for n, i in enumerate(ds.large[200:456])]  # never encoded before: slow
-    server = Server(fresh_bank(data, tmp_path))
+    texts = [f"{i.text} ({n})" for n, i in enumerate(ds.large[200:712])]  # never encoded before: a second or more
+    server = Server(fresh_bank(data, tmp_path), "--max-texts", "512")
     answers = []
-    worker = threading.Thread(target=lambda: answers.append(server("/v1/label", "POST", {"texts": texts})))
+
+    def ask() -> None:
+        answers.append(server("/v1/label", "POST", {"texts": texts}))
+        answers.append(time.monotonic())
+
+    worker = threading.Thread(target=ask)
     worker.start()
-    server.wait_for(lambda m: True, "answer")  # the server is taking requests; the big one is being labelled
+    time.sleep(0.4)  # the request is being labelled
+    stopped = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     worker.join(60)
-    status, answer = answers[0]
-    assert status == 200 and len(answer["records"]) == 256
-    assert server.process.wait(60) is not None
+    (status, answer), answered = answers
+    assert answered > stopped  # it was in flight when the signal came, and was finished
+    assert status == 200 and len(answer["records"]) == 512
+    server.process.wait(60)  # and the process ended
+    assert '"path": "/v1/label", "status": 200' in server.log.read_text()
 
 
 def test_label_studio_protocol(data, tmp_path):
