@@ -35,7 +35,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command sets it: both sides measured alike
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from serving import Server  # noqa: E402
+from serving import Server, fit_bank  # noqa: E402
 
 from cmalign.data import Budget, load_bundled, protocol_split  # noqa: E402
 from cmalign.jobs.common import Model, ModelOptions  # noqa: E402
@@ -155,11 +155,7 @@ def main() -> None:
         raise SystemExit(f"{args.dataset}'s pool has {len(texts)} distinct texts; these settings need {need}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "prefs.jsonl").write_text("".join(json.dumps({"text": i.text, "label": i.label}) + "\n"
-                                                    for i in split.preference))
-        bank = folder / "bank.json"
-        (folder / "labels.txt").write_text("\n".join(ds.labels.labels) + "\n")
-        cmalign("fit", str(folder / "prefs.jsonl"), "-o", str(bank), "--labels", str(folder / "labels.txt"))
+        bank = fit_bank(folder, split.preference, ds.labels.labels)  # every label: rounds may bring any
         fresh = iter(range(0, len(texts), args.texts))
 
         def next_texts() -> list[str]:

@@ -18,6 +18,18 @@ from typing import Any
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 
+def fit_bank(folder: Path, items, labels=None) -> Path:
+    """``cmalign fit`` on ``items`` (with ``.text`` and ``.label``) into ``folder/bank.json``, over
+    the label set ``labels`` (default: the items' own)."""
+    (folder / "prefs.jsonl").write_text("".join(json.dumps({"text": i.text, "label": i.label}) + "\n" for i in items))
+    argv = ["fit", str(folder / "prefs.jsonl"), "-o", str(folder / "bank.json"), "-q"]
+    if labels is not None:
+        (folder / "labels.txt").write_text("\n".join(labels) + "\n")
+        argv += ["--labels", str(folder / "labels.txt")]
+    subprocess.run([sys.executable, "-m", "cmalign", *argv], check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    return folder / "bank.json"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

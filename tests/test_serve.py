@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from serving import Server
+from serving import Server, fit_bank
 
 from cmalign.cli import main
 from cmalign.data import load_bundled
@@ -25,13 +25,11 @@ TOKEN = "s3cret-token-for-tests"
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """A bank fitted on 120 of MASSIVE's labelled texts, 200 texts to label, and 60 more labels."""
+    """A bank fitted on 120 of MASSIVE's labelled texts, and 200 texts to label."""
     root = tmp_path_factory.mktemp("serve")
     ds = load_bundled("massive_scenario")
-    (root / "prefs.jsonl").write_text("".join(json.dumps({"text": i.text, "label": i.label}) + "\n"
-                                              for i in ds.large[:120]))
+    fit_bank(root, ds.large[:120])
     (root / "new.jsonl").write_text("".join(json.dumps({"text": i.text}) + "\n" for i in ds.small[:200]))
-    assert main(["fit", str(root / "prefs.jsonl"), "-o", str(root / "bank.json"), "-q"]) == 0
     return root, ds
 
 

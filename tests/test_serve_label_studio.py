@@ -20,9 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from serving import Server, free_port
+from serving import Server, fit_bank, free_port
 
-from cmalign.cli import main
 from cmalign.data import load_bundled
 from cmalign.interchange import label_config
 
@@ -111,10 +110,7 @@ def held_back_accuracy(tasks: list[dict], gold: dict[str, str], version: str) ->
 @pytest.mark.slow
 def test_label_studio_gets_predictions_and_the_backend_learns_from_its_annotations(label_studio, tmp_path):
     ds = load_bundled("massive_scenario")
-    (tmp_path / "prefs.jsonl").write_text("".join(json.dumps({"text": i.text, "label": i.label}) + "\n"
-                                                  for i in ds.large[:120]))
-    bank = tmp_path / "bank.json"
-    assert main(["fit", str(tmp_path / "prefs.jsonl"), "-o", str(bank), "-q"]) == 0
+    bank = fit_bank(tmp_path, ds.large[:120])
     to_annotate, held_back = ds.large[120:120 + ANNOTATED], ds.small[:HELD_BACK]
     gold = {i.text: i.label for i in [*to_annotate, *held_back]}
 
