@@ -284,10 +284,14 @@ def _task(record: dict, number: int, label: str | None) -> dict:
         prediction["score"] = confidence
     elif confidence is not None:
         data["confidence"] = confidence  # not a score Label Studio can sort by: kept as it is
-    prediction["result"] = [{"from_name": CONTROL, "to_name": OBJECT, "type": "choices",
-                             "value": {"choices": [label]}}]
+    prediction["result"] = [choice_region(label)]
     task["predictions"] = [prediction]
     return task
+
+
+def choice_region(label: str, from_name: str = CONTROL, to_name: str = OBJECT) -> dict[str, Any]:
+    """One result region of a task: the choice ``label`` in control ``from_name`` of object ``to_name``."""
+    return {"from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": [label]}}
 
 
 def label_config(labels: list[str], text_key: str = OBJECT) -> str:

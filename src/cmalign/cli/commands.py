@@ -19,6 +19,7 @@ from ..jobs import (AnnotateOptions, BenchOptions, ExportOptions, FitOptions, Mo
                     ReviewOptions, SelectOptions, WriteExampleOptions, annotate, bench, export_file, fit, report,
                     review, select_items, write_example)
 from ..progress import Progress, log
+from ..serve import ServeOptions, serve
 from ..prompting import Decoding, Prompts
 
 
@@ -93,6 +94,11 @@ def cmd_bench(args: argparse.Namespace, progress: Progress) -> int:
             print(json.dumps(result.to_json()), flush=True)
     if not args.json and results:
         print(format_table(results))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, progress: Progress) -> int:
+    serve(_build(ServeOptions, args, model=model_options(args)), progress)
     return 0
 
 

@@ -181,6 +181,26 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--gold-field", default="gold", help="key of a gold label in the labelled lines, for a "
                    "reliability diagram without a review (default: gold)")
     _output(p, "the HTML page; its figures go into NAME_files/ beside it")
+    p = command("serve", "a bank -> a live labeller over HTTP: Label Studio's ML backend and a JSON API, learning "
+                "from each new label (pip install 'cmalign[serve]')", "--bank BANK")
+    p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit' (never written; new labels go "
+                   "to BANK.labels.jsonl beside it, each refit to BANK.served.json)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; any other needs "
+                   "--token-env)")
+    p.add_argument("--port", type=int, default=9090, help="port (default: 9090)")
+    p.add_argument("--token-env", metavar="NAME", help="environment variable holding the bearer token every request "
+                   "but /health must send")
+    p.add_argument("--refit-after", type=int, default=20, metavar="N", help="refit in the background once N new "
+                   "labels have come (default: 20; 0: only on Label Studio's START_TRAINING or POST /v1/refit)")
+    p.add_argument("--max-request-bytes", type=int, default=1 << 20, help="largest request body (default: 1 MiB)")
+    p.add_argument("--max-texts", type=int, default=256, help="most texts, tasks or labels in one request "
+                   "(default: 256)")
+    p.add_argument("--max-batch", type=int, default=512, help="most texts from concurrent requests labelled "
+                   "together (default: 512)")
+    p.add_argument("--threads", type=int, help="threads for the model and linear algebra (default: "
+                   f"$OMP_NUM_THREADS where set, else the cores it may use: here {usable_cores()})")
+    p.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
+    _model(p)
     p = command("prompts", "print the prompt templates (TOML) to edit and pass with --prompts")
     p.add_argument("--prompts", metavar="FILE", help="show the defaults with this file's templates applied")
     return parser

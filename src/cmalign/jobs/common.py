@@ -64,10 +64,15 @@ class ModelOptions:
 
 
 class Model:
-    """The encoder, annotator and labeller one job uses, built when first needed."""
+    """The encoder, annotator and labeller one job uses, built when first needed. ``encoder``: one
+    to use instead of the process's shared one (``serve`` fits each new model through an encoder of
+    its own over the same loaded model, since an encoder's cache is not shared across threads)."""
 
-    def __init__(self, options: ModelOptions, progress: Progress = QUIET) -> None:
+    def __init__(self, options: ModelOptions, progress: Progress = QUIET, *,
+                 encoder: SentenceEncoder | None = None) -> None:
         self.options, self.progress = options, progress
+        if encoder is not None:
+            self.__dict__["encoder"] = encoder  # the cached property, set
 
     @cached_property
     def encoder(self) -> SentenceEncoder:
