@@ -13,6 +13,7 @@ throughput        whole annotate commands against raw encoding      (throughput.
 scale             annotate on 10k to 1M items: memory, speed        (scale.py)
 selection         cm_best, kNN and logreg on each selector's sample  (selection.py)
 review            how many flipped labels review ranks first        (selection.py --review)
+serve             cmalign serve under load, and what it learns per round (serve.py)
 llm-strategies    the paper's prompting strategies with and without CM on a local LLM (llm_strategies.py)
 
     python benchmarks/render.py            # rewrite the pages
@@ -207,6 +208,16 @@ def llm_strategies() -> str | None:
                      "samples cost too;\nwall time is one run's whole `cmalign bench`, on a machine shared with "
                      "other work:\n\n" + llm_table(data) + "\n\n" + source_line(*data["runs"].values()))
     return "\n\n".join(parts)
+
+
+@renderer("serve")
+def serve() -> str | None:
+    path = RESULTS / "serve" / "serve-clinc.json"
+    if not path.exists():
+        return None
+    from serve import table  # imports cmalign: only when this table is rendered
+    result = json.loads(path.read_text())
+    return table(result) + "\n\n" + source_line(result)
 
 
 def blocks() -> dict[str, str]:

@@ -34,7 +34,9 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command sets it: both sides measured alike
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from provenance import provenance  # noqa: E402
 from serving import Server, fit_bank  # noqa: E402
 
 from cmalign.data import Budget, load_bundled, protocol_split  # noqa: E402
@@ -187,21 +189,29 @@ def main() -> None:
             learning = rounds(server, new, split.evaluation[:args.held], args.labels_per_round, args.rounds)
     result = {"dataset": args.dataset, "bank_samples": len(split.preference), "threads": default_threads(),
               "cores": os.cpu_count(), "annotate": annotate, "serve": load_runs, "rounds": learning,
-              "held_back": min(args.held, len(split.evaluation))}
+              "held_back": min(args.held, len(split.evaluation)), "provenance": provenance()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"serve-{args.dataset}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"annotate: {annotate['labelling_texts_per_s']} texts/s labelling (median of {args.repeats}), "
-          f"{command['texts_per_s']} for the whole command (start-up included); {args.texts} fresh texts a run")
-    print("| clients | texts/request | requests/s | texts/s | p50 ms | p99 ms | x annotate |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for r in load_runs:
-        print(f"| {r['clients']} | {r['texts_per_request']} | {r['requests_per_s']} | {r['texts_per_s']} | "
-              f"{r['p50_ms']} | {r['p99_ms']} | {r['vs_annotate_labelling']} |")
-    print("| labels given | accuracy |\n|---:|---:|")
-    for r in learning:
-        print(f"| {r['labels_given']} | {r['accuracy']} |")
-    print(f"wrote {out}")
+    print(table(result))
+
+
+def table(result: dict) -> str:
+    """The load runs beside annotate's labelling, then the accuracy after each round of new labels."""
+    annotate, command = result["annotate"], result["annotate"]["command"]
+    lines = [f"`{result['dataset']}`, a bank of {result['bank_samples']} labels, {result['threads']} encoding thread(s) on "
+             f"{result['cores']} cores. `annotate --adapt 0` labels {annotate['labelling_texts_per_s']} texts/s "
+             f"(its labelling, warm;\n{command['texts_per_s']} for the whole command with its start-up), "
+             f"{command['texts']} fresh texts a run; medians of {len(annotate['labelling_runs'])} alternating runs:",
+             "", "| clients | texts / request | requests/s | texts/s | p50 ms | p99 ms | texts/s / annotate's |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['clients']} | {r['texts_per_request']} | {r['requests_per_s']} | {r['texts_per_s']} | "
+              f"{r['p50_ms']} | {r['p99_ms']} | {r['vs_annotate_labelling']:.2f} |" for r in result["serve"]]
+    lines += ["", f"Accuracy of the served model on {result['held_back']} held-back items after each round of new "
+                  "labels (`POST /v1/labels`, then a refit):", "",
+              "| labels added | model version | accuracy |", "|---:|---|---:|"]
+    lines += [f"| {r['labels_given']} | `{r['model_version']}` | {r['accuracy']:.3f} |" for r in result["rounds"]]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
