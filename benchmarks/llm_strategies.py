@@ -26,7 +26,6 @@ JSON byte for byte.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import os
@@ -44,6 +43,8 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 from provenance import provenance  # noqa: E402
+
+from cmalign.local_models import file_sha256 as sha256  # noqa: E402
 
 RESULTS = HERE / "results" / "llm"
 STRATEGIES = ("vanilla", "cot", "fot", "consistent", "refine")
@@ -79,14 +80,6 @@ MODELS = {
         tuple(f"part0{i}.bin" for i in range(1, 7)),
         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
 }
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def assemble(model: Shipped, folder: Path) -> tuple[Path, str]:
