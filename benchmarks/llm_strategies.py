@@ -243,23 +243,29 @@ def means(runs: list[dict], strategy: str) -> dict[str, float]:
             "requests_X": mean(x, "annotator_calls") / n_eval, "requests_cm": mean(name("cm"), "annotator_calls") / n_eval,
             "requests_cm_best": (mean(best, "annotator_calls") + mean(best, "fit_annotator_calls")) / (n_eval + n_pref),
             "tokens_cm_best": (mean(best, "annotator_tokens") + mean(best, "fit_annotator_tokens")) / (n_eval + n_pref),
-            "ece": mean(best, "ece"), "wall_min": sum(r["wall_seconds"] for r in runs) / len(runs) / 60}
+            "ece": mean(best, "ece"),
+            "weight": sum(r["result"]["methods"][best].get("weights", {}).get("annotator", 0.0) for r in runs) / len(runs),
+            "other_weight": sum(max((abs(w) for k, w in r["result"]["methods"][best].get("weights", {}).items()
+                                     if k != "annotator"), default=0.0) for r in runs) / len(runs),
+            "wall_min": sum(r["wall_seconds"] for r in runs) / len(runs) / 60}
 
 
 def table(data: dict) -> str:
     """Per setting and strategy X, the means over the seeds measured: X, X+cm, X+cm_remap, X+cm_best, kNN
-    and logistic regression, what each costs, then what holds: the paper's direction (X+cm above X) and
+    and logistic regression, what each costs, the weight X+cm_best's stacker gives X's answer (beside
+    the largest it gives any other evidence), then what holds: the paper's direction (X+cm above X) and
     X+cm_best's margin over the best of the others against the bar, min(2 points, a fifth of its error)."""
     found = {g: means(runs, g[2]) for g, runs in groups(data).items()}
     seeds = {g: len(runs) for g, runs in groups(data).items()}
     lines = ["| dataset | budget | X | seeds | X | X+cm | X+cm_remap | X+cm_best | kNN | logreg | "
-             "requests / item: X, X+cm, X+cm_best | tokens / item X+cm_best | ECE X+cm_best | wall (min) |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "requests / item: X, X+cm, X+cm_best | tokens / item X+cm_best | ECE X+cm_best | "
+             "X+cm_best's weight on X (largest other) | wall (min) |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (dataset, budget, strategy), m in found.items():
         lines.append(f"| {dataset} | {budget} | {strategy} | {seeds[(dataset, budget, strategy)]} | {m['X']:.3f} | "
                      f"{m['cm']:.3f} | {m['cm_remap']:.3f} | **{m['cm_best']:.3f}** | {m['knn']:.3f} | "
                      f"{m['logreg']:.3f} | {m['requests_X']:.2f}, {m['requests_cm']:.2f}, {m['requests_cm_best']:.2f} | "
-                     f"{m['tokens_cm_best']:.0f} | {m['ece']:.3f} | {m['wall_min']:.1f} |")
+                     f"{m['tokens_cm_best']:.0f} | {m['ece']:.3f} | {m['weight']:+.2f} ({m['other_weight']:.2f}) | {m['wall_min']:.1f} |")
     lines += ["", "What holds, in points (the paper reports X+cm above X for every strategy on every dataset):", "",
               "| dataset | budget | X | X+cm - X | best of the others | X+cm_best - it | bar | cleared |",
               "|---|---:|---|---:|---|---:|---:|---|"]
