@@ -243,7 +243,7 @@ def means(runs: list[dict], strategy: str) -> dict[str, float]:
             "requests_X": mean(x, "annotator_calls") / n_eval, "requests_cm": mean(name("cm"), "annotator_calls") / n_eval,
             "requests_cm_best": (mean(best, "annotator_calls") + mean(best, "fit_annotator_calls")) / (n_eval + n_pref),
             "tokens_cm_best": (mean(best, "annotator_tokens") + mean(best, "fit_annotator_tokens")) / (n_eval + n_pref),
-            "ece": mean(best, "ece"),
+            "ece": mean(best, "ece"), "sent": sum(r["requests_sent"] for r in runs) / len(runs),
             "weight": sum(r["result"]["methods"][best].get("weights", {}).get("annotator", 0.0) for r in runs) / len(runs),
             "other_weight": sum(max((abs(w) for k, w in r["result"]["methods"][best].get("weights", {}).items()
                                      if k != "annotator"), default=0.0) for r in runs) / len(runs),
@@ -259,13 +259,13 @@ def table(data: dict) -> str:
     seeds = {g: len(runs) for g, runs in groups(data).items()}
     lines = ["| dataset | budget | X | seeds | X | X+cm | X+cm_remap | X+cm_best | kNN | logreg | "
              "requests / item: X, X+cm, X+cm_best | tokens / item X+cm_best | ECE X+cm_best | "
-             "X+cm_best's weight on X (largest other) | wall (min) |",
+             "X+cm_best's weight on X (largest other) | wall (min): requests sent |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (dataset, budget, strategy), m in found.items():
         lines.append(f"| {dataset} | {budget} | {strategy} | {seeds[(dataset, budget, strategy)]} | {m['X']:.3f} | "
                      f"{m['cm']:.3f} | {m['cm_remap']:.3f} | **{m['cm_best']:.3f}** | {m['knn']:.3f} | "
                      f"{m['logreg']:.3f} | {m['requests_X']:.2f}, {m['requests_cm']:.2f}, {m['requests_cm_best']:.2f} | "
-                     f"{m['tokens_cm_best']:.0f} | {m['ece']:.3f} | {m['weight']:+.2f} ({m['other_weight']:.2f}) | {m['wall_min']:.1f} |")
+                     f"{m['tokens_cm_best']:.0f} | {m['ece']:.3f} | {m['weight']:+.2f} ({m['other_weight']:.2f}) | {m['wall_min']:.1f}: {m['sent']:.0f} |")
     lines += ["", "What holds, in points (the paper reports X+cm above X for every strategy on every dataset):", "",
               "| dataset | budget | X | X+cm - X | best of the others | X+cm_best - it | bar | cleared |",
               "|---|---:|---|---:|---|---:|---:|---|"]
