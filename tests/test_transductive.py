@@ -189,3 +189,35 @@ def test_the_refined_names_must_win_on_each_half_not_only_in_total():
     refined[:, 2, 3] = (-40.0, -61.0)               # now its best by total (-101) is disputed again
     assert not transductive._better_on_every_half(refined, given)
     assert not transductive._better_on_every_half(given, given)   # a tie is no gain
+
+
+def test_propagating_for_some_rows_keeps_exactly_those_rows_of_the_whole():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 8))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    P0 = rng.dirichlet(np.ones(5), size=300)
+    W, rows = transductive.graph(X, 10), np.arange(40)
+    whole = transductive.propagated(P0, W, (0.0, 0.5, 0.75))
+    some = transductive.propagated(P0, W, (0.0, 0.5, 0.75), rows)
+    assert all(np.array_equal(a[rows], b) for a, b in zip(whole, some))
+    assert np.allclose(whole[1], transductive.propagate(P0, W, 0.5), atol=1e-7)
+
+
+def test_a_cross_fit_holds_a_few_copies_of_the_corpus_sample_at_most(annotator, massive):
+    """Memory of the learning step: one cross-fit's peak, against the bytes of the sample's own
+    vectors and scores (one of the two run side by side on two cores)."""
+    import tracemalloc
+    ds, _, texts, y, corpus, _, model = massive
+    model = copy.deepcopy(model)
+    sample = model._centred(gather(corpus[:2000], ds.labels, annotator, model.encoder_))
+    user = transductive.Evidence(X=model.Xp_[:model.n_user_], A=model.Ap_, answer=model.Ap_.argmax(axis=1))
+    labels = model.yp_[:model.n_user_]
+    model._restart(user.X, labels)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        model._choose(user, labels, sample)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * (sample.X.nbytes + sample.A.nbytes)

@@ -97,14 +97,15 @@ def _fit_delta(X: np.ndarray, y: np.ndarray, W0: np.ndarray, lam: float, start: 
     n, d = X.shape
     C = W0.shape[0]
     ii = np.arange(n)
-    Y = np.zeros((n, C))
-    Y[ii, y] = 1.0
 
     def loss(v: np.ndarray) -> tuple[float, np.ndarray]:
         D = v.reshape(C, d)
         Z = X @ (W0 + D).T
         lse = logsumexp(Z, axis=1)
-        grad = ((np.exp(Z - lse[:, None]) - Y).T @ X) / n + lam * D
+        R = np.subtract(Z, lse[:, None])   # softmax minus the one-hot labels, built in one array
+        np.exp(R, out=R)
+        R[ii, y] -= 1.0
+        grad = (R.T @ X) / n + lam * D
         return float((lse - Z[ii, y]).mean() + 0.5 * lam * (v @ v)), grad.ravel()
 
     v0 = np.zeros(C * d) if start is None else start.ravel()

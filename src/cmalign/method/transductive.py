@@ -73,7 +73,7 @@ ALPHAS = (0.0, 0.25, 0.5, 0.75)       # weight of the neighbours' labels
 NEIGHBOURS = 10
 CROSS_FOLDS = 2                    # of the cross-fit on the preference samples
 SAME = 1.0 - 1e-6                  # cosine at or above which two texts are the same text
-BLOCK = 512                        # rows of a similarity matrix computed at once (memory stays small)
+BLOCK = 256                        # rows of a similarity matrix computed at once (memory stays small)
 ITERATIONS = 100
 SAMPLE = 4096                      # corpus items learned from at most (a seeded sample of a larger one)
 
@@ -112,18 +112,21 @@ def propagate(P0: np.ndarray, W: sparse.csr_matrix, alpha: float, iterations: in
     return P
 
 
-def propagated(P0: np.ndarray, W: sparse.csr_matrix, alphas: tuple[float, ...], tol: float = 1e-8) -> list[np.ndarray]:
-    """:func:`propagate` for several ``alphas`` at once, summed as the series
-    ``(1 - alpha) sum_t alpha^t W^t P0``: each product with ``W`` serves every alpha. Every entry of
-    ``W^t P0`` is at most 1, so stopping once ``max(alphas)^t < tol`` errs by less than ``tol``."""
+def propagated(P0: np.ndarray, W: sparse.csr_matrix, alphas: tuple[float, ...], rows: np.ndarray | None = None,
+               tol: float = 1e-8) -> list[np.ndarray]:
+    """:func:`propagate` for several ``alphas`` at once (only ``rows`` of each kept, if given),
+    summed as the series ``(1 - alpha) sum_t alpha^t W^t P0``: each product with ``W`` serves every
+    alpha. Every entry of ``W^t P0`` is at most 1, so stopping once ``max(alphas)^t < tol`` errs by
+    less than ``tol``."""
     top = max(alphas)
-    out = [(1 - a) * P0 for a in alphas]
+    kept = slice(None) if rows is None else rows
+    out = [(1 - a) * P0[kept] for a in alphas]
     term, t = P0, 0
     while top > 0 and top ** (t + 1) >= tol:
         term, t = W @ term, t + 1
         for i, a in enumerate(alphas):
             if a > 0:
-                out[i] += (1 - a) * a ** t * term
+                out[i] += (1 - a) * a ** t * term[kept]
     return out
 
 
@@ -418,10 +421,16 @@ class TransductiveCM(CombinedCM):
             nodes = _joined(_subset(user, test), corpus)      # the held-out samples, unlabelled
             P0, W, rows = part._stacked(nodes), graph(nodes.X, self.neighbours), np.arange(len(test))
             for i, fraction in enumerate(self.fractions):
-                _, P = part._self_trained(nodes, P0, fraction)
-                for j, Pa in enumerate(propagated(P, W, tuple(self.alphas))):
-                    loglik[f, i, j] = float(np.log(np.maximum(Pa[rows, y[test]], 1e-12)).sum())
+                loglik[f, i] = part._held_out(nodes, P0, W, fraction, rows, y[test])
         return loglik
+
+    def _held_out(self, nodes: Evidence, P0: np.ndarray, W: sparse.csr_matrix, fraction: float, rows: np.ndarray,
+                  y: np.ndarray) -> np.ndarray:
+        """The log-likelihood of labels ``y`` of ``rows`` of ``nodes`` after self-training on
+        ``fraction`` of them, for each alpha (only these rows kept: memory stays that of one model)."""
+        _, P = self._self_trained(nodes, P0, fraction)
+        return np.array([float(np.log(np.maximum(Pa[np.arange(len(rows)), y], 1e-12)).sum())
+                         for Pa in propagated(P, W, tuple(self.alphas), rows)])
 
     def _with_examples(self, Xp: np.ndarray, yp: np.ndarray, n_user: int, warm: bool = True) -> TransductiveCM:
         """A copy that learns from these examples (the first ``n_user`` the user's) with every
