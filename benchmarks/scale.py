@@ -146,7 +146,7 @@ def main() -> None:
                                               for i in split.preference))
     (work / "labels.txt").write_text("\n".join(ds.labels.labels) + "\n")
     measure(["fit", str(work / "prefs.jsonl"), "--labels", str(work / "labels.txt"), "-o", str(work / "bank.json"),
-             "--encoder", args.encoder], work / "bank.json")
+             "--encoder", args.encoder, "--overwrite"], work / "bank.json")  # a --work folder used before
     texts = corpus_texts()
     encoder = SentenceEncoder(make_embedder(args.encoder))
     for n in (int(s) for s in args.sizes.split(",")):

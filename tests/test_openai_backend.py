@@ -349,6 +349,13 @@ def test_the_response_cache_is_readable_by_its_owner_alone(tmp_path):
     assert old.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_cache_of_none_keeps_answers_in_memory_and_writes_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache = ResponseCache(None)
+    assert cache.path == ":memory:" and list(tmp_path.iterdir()) == []
+    cache.close()
+
+
 def test_label_scores_from_the_servers_log_probabilities_then_a_rerun_sends_nothing(proxy, tmp_path, capsys):
     args = ["bench", "--dataset", "massive_scenario", "--budget", "n=12", "--seed", "0", "--limit", "6",
             "--annotator", f"openai-score:{MODEL_ALIAS}", "--base-url", proxy.url, "--json",

@@ -205,14 +205,14 @@ class Plan:
 
 
 class ResponseCache:
-    """Completions on disk (SQLite), keyed by :meth:`ChatRequest.key`; ``":memory:"`` for none.
+    """Completions on disk (SQLite), keyed by :meth:`ChatRequest.key`; ``":memory:"`` (or None) for none.
 
     Each completion is committed as it is stored, so a run killed at any point keeps every answer
     it had received. The request is stored beside the answer (readable, for audits), never a key.
     """
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
-        self.path = str(path)
+    def __init__(self, path: str | Path | None = ":memory:") -> None:
+        self.path = ":memory:" if path is None else str(path)
         if self.path != ":memory:":
             # every prompt holds the user's texts: the cache is readable by its owner alone
             Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
