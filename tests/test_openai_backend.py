@@ -209,8 +209,13 @@ def test_a_rejected_key_is_a_clear_error_that_does_not_echo_it(proxy, tmp_path, 
     assert SECRET[:8] not in str(error.value) and SECRET[-4:] not in str(error.value)
     assert proxy.seen == 1  # not retried
     monkeypatch.delenv("OPENAI_API_KEY")
+    keyless = OpenAIChatBackend("gpt-4o-mini", base_url="https://api.openai.com/v1",
+                                cache=ResponseCache(tmp_path / "keyless.sqlite"))
+    with keyless.dry() as plan:                  # a dry run sends nothing, so it needs no key
+        keyless.complete([request("play jazz")])
+    assert plan.requests == 1
     with pytest.raises(BackendError, match=r"needs an API key: set \$OPENAI_API_KEY"):
-        OpenAIChatBackend("gpt-4o-mini", base_url="https://api.openai.com/v1")
+        keyless.complete([request("play jazz")])
 
 
 def test_bench_through_the_server_then_a_rerun_makes_no_call(proxy, tmp_path):

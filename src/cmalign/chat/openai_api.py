@@ -101,8 +101,7 @@ class OpenAIChatBackend(ChatBackend):
         self.max_retries = max_retries
         self.max_reply_bytes = max_reply_bytes
         self._api_key = os.environ.get(api_key_env) or NO_KEY
-        if self._api_key == NO_KEY and "api.openai.com" in self.base_url:
-            raise BackendError(f"{self.model_id} at {self.shown_url} needs an API key: set ${api_key_env}")
+        self._api_key_env = api_key_env
 
     def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
         return f"OpenAIChatBackend(model={self.model!r}, base_url={self.shown_url!r})"
@@ -121,6 +120,9 @@ class OpenAIChatBackend(ChatBackend):
                           f"openai:{self.model} (labels from the model's answers, no scores)")
 
     def _send(self, requests: Sequence[ChatRequest], store: Store) -> None:
+        # asked only when something is sent: a dry run, or a run the cache answers, needs no key
+        if self._api_key == NO_KEY and "api.openai.com" in self.base_url:
+            raise BackendError(f"{self.where} needs an API key: set ${self._api_key_env}")
         asyncio.run(self._send_all(requests, store))
 
     async def _send_all(self, requests: Sequence[ChatRequest], store: Store) -> None:
