@@ -1,6 +1,7 @@
 """The command line, end to end on the real embedded model and real bundled data."""
 
 import json
+import re
 from pathlib import Path
 import subprocess
 import sys
@@ -250,8 +251,12 @@ def test_annotate_learns_from_its_input_and_resumes_only_as_it_began(capsys, tmp
     code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(learned))
     assert code == 0 and "cm_best learned from 2974 of the 2974 items: " in err, err
     assert "(chosen on the preference samples)" in err
+    # the closing line says what the learning cost, apart from the labelling's own rate
+    closing = re.search(r"in ([\d.]+)s from start \(\d+ items/s; ([\d.]+)s of it learning from a sample of the "
+                        r"input, then (\d+) items/s labelling,", err)
+    assert closing and 0 < float(closing[2]) < float(closing[1]) and int(closing[3]) > 2974 / float(closing[1]), err
     code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(tmp_path / "off.jsonl"), "--adapt", "0")
-    assert code == 0 and "learned from" not in err
+    assert code == 0 and "learned from" not in err and "learning from a sample" not in err
     code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(tmp_path / "stack.jsonl"),
                        "--method", "cm_stack")
     assert code == 0, err

@@ -62,6 +62,8 @@ class AnnotateResult:
     outcomes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0       # from the job's start
     calls: int = 0             # the annotator's item queries while labelling (learning from the corpus apart)
+    learn_seconds: float = 0.0  # of ``seconds``: learning from a sample of the input (cm_best), a fixed cost
+    label_seconds: float = 0.0  # of ``seconds``: the labelling itself
     plan: RunPlan | None = None
     output: str = ""
 
@@ -70,8 +72,12 @@ class AnnotateResult:
         if self.plan is not None:
             return self.plan.lines()
         kept = f" ({self.done_before} done by an earlier run)" if self.done_before else ""
+        learned = (f"; {self.learn_seconds:.1f}s of it learning from a sample of the input, then "
+                   f"{self.labelled / self.label_seconds:.0f} items/s labelling") \
+            if self.learn_seconds > 0 and self.label_seconds > 0 else ""
         return [f"annotated {self.labelled} items{kept} with {self.method} in {self.seconds:.1f}s from start "
-                f"({self.labelled / self.seconds:.0f} items/s, {self.calls} annotator calls): {describe(self.outcomes)}",
+                f"({self.labelled / self.seconds:.0f} items/s{learned}, {self.calls} annotator calls): "
+                f"{describe(self.outcomes)}",
                 f"wrote {'standard output' if is_stdio(self.output) else self.output}"]
 
 
@@ -107,7 +113,9 @@ def annotate(options: AnnotateOptions, progress: Progress = QUIET) -> AnnotateRe
             if labeler.refit_reason:
                 log.info("fitted %s on the bank's %d preference samples (%s; 'cmalign fit' with this method saves "
                          "it)", labeler.method, len(bank.samples), labeler.refit_reason)
-            _learn(labeler, items, total, options.adapt, progress)
+            learning = time.perf_counter()
+            learned = _learn(labeler, items, total, options.adapt, progress)
+            labelling = time.perf_counter()
             engine = _engine(options, labeler, threads)
             asked = labeler.annotator.calls
             progress.phase(f"labelling {total} items with {labeler.method}")
@@ -120,8 +128,9 @@ def annotate(options: AnnotateOptions, progress: Progress = QUIET) -> AnnotateRe
     calls = engine.calls if engine is not None else labeler.annotator.calls - asked
     if engine is not None and engine.usage is not None:
         log.info("%s", engine.usage.summary(f"{labeler.annotator.identity} (Ray workers)"))
-    return AnnotateResult(labeler.method, done, labelled, outcomes, time.perf_counter() - started, calls,
-                          output=str(options.output))
+    end = time.perf_counter()
+    return AnnotateResult(labeler.method, done, labelled, outcomes, end - started, calls,
+                          learn_seconds=(labelling - learning) * bool(learned), label_seconds=end - labelling, output=str(options.output))
 
 
 def _check(options: AnnotateOptions) -> None:
@@ -135,14 +144,16 @@ def _check(options: AnnotateOptions) -> None:
                            "spend it in full: drop it, or label in this process")
 
 
-def _learn(labeler: Labeler, items: ItemFile, total: int, size: int, progress: Progress) -> None:
-    """Let a transductive method learn from a sample of the input before labelling it."""
+def _learn(labeler: Labeler, items: ItemFile, total: int, size: int, progress: Progress) -> int:
+    """Let a transductive method learn from a sample of the input before labelling it; how many
+    items it learned from."""
     if labeler.method_.transductive and size > 0:
         progress.phase(f"{labeler.method} learning from a sample of up to {min(size, total)} of the {total} items")
     learned = labeler.adapt(items, total, size)
     if learned:
         log.info("%s learned from %d of the %d items: %s", labeler.method, learned, total,
                  labeler.method_.adaptation())
+    return learned
 
 
 def _engine(options: AnnotateOptions, labeler: Labeler, threads: int) -> RayEngine | None:
