@@ -145,13 +145,18 @@ def scale() -> str | None:
     paths = sorted(RESULTS.glob("scale-*.jsonl"))
     if not paths:
         return None
-    rows = [r for r in read_json_lines(paths[-1]) if "resumed_from" not in r]
+    newest = {r["items"]: r for r in read_json_lines(paths[-1]) if "resumed_from" not in r}  # the last run of a size
+    rows = [newest[n] for n in sorted(newest)]
     lines = [f"Encoder `{rows[0]['encoder']}`, `cm_best` with a 5% CLINC bank:", "",
-             "| items | peak RSS | items/s, whole command | labelling loop | first line | raw encoding in-process "
-             "| whole command / raw encoding |", "|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: r["items"]):
-        lines.append(f"| {r['items']:,} | {r['peak_rss_mb']:.0f} MB | {r['items_per_s']:.0f} | {r['loop_items_per_s']:.0f} "
-                     f"| {r['seconds_to_first_line']:.1f} s | {r['encode_items_per_s']:.0f} | {r['ratio_to_encode']:.2f} |")
+             "| items | peak RSS | items/s, whole command | learning step (fixed) | items/s labelling after it "
+             "| first line | raw encoding in-process | whole command / raw | labelling / raw |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        label_rate = r.get("label_items_per_s")
+        lines.append(f"| {r['items']:,} | {r['peak_rss_mb']:.0f} MB | {r['items_per_s']:.0f} | "
+                     + (f"{r['learn_seconds']:.1f} s | {label_rate:.0f} | " if label_rate else "| | ")
+                     + f"{r['seconds_to_first_line']:.1f} s | {r['encode_items_per_s']:.0f} | {r['ratio_to_encode']:.2f} | "
+                     + (f"{label_rate / r['encode_items_per_s']:.2f} |" if label_rate else "|"))
     return "\n".join(lines) + "\n\n" + source_line(*rows)
 
 

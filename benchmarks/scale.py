@@ -8,6 +8,9 @@ preference sample of CLINC) labels them as a fresh process. Printed as JSON, one
   items_per_s          N / the whole command's wall time (start, model load, label, write)
   loop_items_per_s     the labelling loop: items after the first chunk / time after the first line
   seconds_to_first_line
+  learn_seconds, label_items_per_s   from annotate's closing line: cm_best's fixed learning step (a
+                       sample of the input, the cross-fits, the final refit) and the rate of the
+                       labelling after it, in the command's own clock
   encode_items_per_s   raw encoding of the first 10,000 of the same items by the same model, in this
                        process (model loaded, empty cache): the floor of what labelling costs
   ratio_to_encode      items_per_s / encode_items_per_s
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -81,6 +85,12 @@ encoder = SentenceEncoder(make_embedder(sys.argv[2]))
 with open(sys.argv[1], encoding="utf-8") as handle:
     encoder.encode([json.loads(line)["text"] for line in handle])
 """
+
+
+def learning(closing: str) -> dict:
+    """The learning step's seconds and the labelling rate after it, as annotate's closing line states them."""
+    found = re.search(r"; ([\d.]+)s of it learning from a sample of the input, then (\d+) items/s labelling", closing)
+    return {"learn_seconds": float(found[1]), "label_items_per_s": float(found[2])} if found else {}
 
 
 def count_lines(path: Path) -> int:
@@ -172,7 +182,7 @@ def main() -> None:
             row |= {"encode_command_items_per_s": round(n / raw["wall"], 1),
                     "ratio_to_encode_command": round(raw["wall"] / run["wall"], 3),
                     "encode_command_peak_rss_mb": round(raw["peak_rss_mb"], 1)}
-        record(row | {"cmalign": run["stderr"][-2]}, results)
+        record(row | learning(run["stderr"][-2]) | {"cmalign": run["stderr"][-2]}, results)
         if not args.work:  # a run in a folder of its own keeps its corpus and output (to resume)
             out.unlink(missing_ok=True)
             inp.unlink(missing_ok=True)
