@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{key}: {wall:.0f} s, {result['usage']['sent']} requests sent", file=sys.stderr)
                     data = {"model": name, "gguf_sha256": digest, "server": "llama-cpp-python (llama_cpp.server)",
                             "runs": dict(sorted(runs.items()))}
+                    data |= {"letters": letters(cache, sorted({r["result"]["dataset"] for r in runs.values()
+                                                               if SCORE_ID in r["result"]["annotator"]}))}
                     tmp = out.with_suffix(".json.tmp")
                     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
                     os.replace(tmp, out)  # each run kept as soon as it is done
@@ -212,6 +214,68 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     print(table(data))
     return 0
+
+
+SCORE_ID = "option-scoring"  # in a scorer's annotator identity: its runs are the score runs
+
+
+def letters(cache: Path, datasets: list[str]) -> dict:
+    """What the scorer's lettered options read as, per dataset with score runs, from every such reply in
+    the cache (one page of options: label sets of at most 20): how often each letter is the likeliest;
+    how often the likeliest option is the text's label; the same once each letter's mean log-probability
+    over the replies is taken away (a bias of the model towards a letter, whatever the text, removed);
+    and how often the most common label is the text's, for scale."""
+    import sqlite3
+
+    import numpy as np
+
+    from cmalign.annotators.openai_score import CODES, option_logprobs
+    from cmalign.chat.backend import TokenChoice
+    from cmalign.data import load_bundled
+
+    found = {}
+    with sqlite3.connect(f"file:{cache}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT request, logprobs FROM completions WHERE logprobs IS NOT NULL").fetchall()
+    for name in datasets:
+        ds = load_bundled(name)
+        if len(ds.labels) > len(CODES):
+            continue
+        gold = {i.text: i.label for i in (*(ds.large or ()), *ds.small)}
+        system = None
+        scores, truth = [], []
+        for request, logprobs in rows:
+            messages = json.loads(request)["messages"]
+            options = [line.split(". ", 1)[1] for line in messages[0]["content"].splitlines()
+                       if len(line) > 3 and line[0] in CODES and line[1:3] == ". "]
+            text = messages[-1]["content"].removeprefix("Text: ").rsplit("\nOption:", 1)[0]
+            if options != list(ds.labels.labels) or text not in gold:
+                continue
+            system = messages[0]["content"]
+            choices = [TokenChoice(t, lp, tuple(map(tuple, alts))) for t, lp, alts in json.loads(logprobs)]
+            scores.append(option_logprobs(choices, len(options)))
+            truth.append(ds.labels.index(gold[text]))
+        if system is None:
+            continue
+        S, y = np.array(scores), np.array(truth)
+        top = np.bincount(S.argmax(axis=1), minlength=len(ds.labels)) / len(y)
+        found[name] = {"replies": len(y), "likeliest_letter_share": {CODES[i]: round(float(top[i]), 3)
+                                                                    for i in np.argsort(-top)[:3]},
+                       "accuracy": round(float((S.argmax(axis=1) == y).mean()), 3),
+                       "accuracy_letter_bias_removed": round(float(((S - S.mean(axis=0)).argmax(axis=1) == y).mean()), 3),
+                       "most_common_label_share": round(float(np.bincount(y).max() / len(y)), 3)}
+    return found
+
+
+def letters_line(data: dict) -> str:
+    """The letters' diagnostic in words, one sentence per dataset."""
+    out = []
+    for name, d in data.get("letters", {}).items():
+        shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in d["likeliest_letter_share"].items())
+        out.append(f"`score` on {name}, every lettered-option reply in the cache ({d['replies']}): the likeliest "
+                   f"letter is {shares}; the likeliest option is the text's label for {100 * d['accuracy']:.1f}%, "
+                   f"and for {100 * d['accuracy_letter_bias_removed']:.1f}% once each letter's mean log-probability "
+                   f"is taken away, against {100 * d['most_common_label_share']:.1f}% for the most common label.")
+    return "\n".join(out)
 
 
 def groups(data: dict) -> dict[tuple[str, str, str], list[dict]]:

@@ -33,7 +33,7 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from llm_strategies import table as llm_table  # noqa: E402
+from llm_strategies import letters_line, table as llm_table  # noqa: E402
 from encoders import COMPARED, RESULTS as ENCODERS, accuracy_table, speed_block  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -211,7 +211,8 @@ def llm_strategies() -> str | None:
                      "on loopback, `--concurrency 1`). Accuracy on the evaluation items, the mean over the seeds "
                      "measured;\nX+cm_best's requests and tokens per item count those its bank's preference "
                      "samples cost too;\nwall time is one run's whole `cmalign bench`, on a machine shared with "
-                     "other work:\n\n" + llm_table(data) + "\n\n" + source_line(*data["runs"].values()))
+                     "other work:\n\n" + llm_table(data) + "\n\n"
+                     + (letters_line(data) + "\n\n" if data.get("letters") else "") + source_line(*data["runs"].values()))
     return "\n\n".join(parts)
 
 

@@ -31,6 +31,12 @@ def test_a_second_run_from_the_cache_sends_nothing_and_writes_the_same_json(smol
     assert {"vanilla", "vanilla+cm", "vanilla+cm_remap", "vanilla+cm_best", "knn", "logreg"} <= set(
         vanilla["result"]["methods"])
     assert "| massive_scenario | n=10 | vanilla | 1 |" in first.stdout  # the table printed
+    # what the scorer's letters read as, from its replies in the cache: one per text it scored
+    letters = data["letters"]["massive_scenario"]
+    scored = runs["massive_scenario:n=10:seed=0:score:limit=4"]["result"]
+    assert letters["replies"] == scored["n_preference"] + scored["n_eval"]
+    assert set(letters["likeliest_letter_share"]) <= set("ABCDEFGHIJKLMNOPQR")
+    assert 0 < sum(letters["likeliest_letter_share"].values()) <= 1.0
     before = out.read_bytes()
 
     second = run(*common, "--cached-only")
