@@ -130,7 +130,8 @@ def annotate(options: AnnotateOptions, progress: Progress = QUIET) -> AnnotateRe
         log.info("%s", engine.usage.summary(f"{labeler.annotator.identity} (Ray workers)"))
     end = time.perf_counter()
     return AnnotateResult(labeler.method, done, labelled, outcomes, end - started, calls,
-                          learn_seconds=(labelling - learning) * bool(learned), label_seconds=end - labelling, output=str(options.output))
+                          learn_seconds=labelling - learning if learned else 0.0, label_seconds=end - labelling,
+                          output=str(options.output))
 
 
 def _check(options: AnnotateOptions) -> None:
