@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 
@@ -39,8 +40,10 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
     return _build(ModelOptions, args, backend=backend, decoding=decoding)
 
 
-def _run(job, options_class, args: argparse.Namespace, progress: Progress) -> int:
-    options = _build(options_class, args, **({"model": model_options(args)} if hasattr(args, "annotator") else {}))
+def _run(job, options_class, args: argparse.Namespace, progress: Progress, **given) -> int:
+    """The job on options built from the flags; what it did, a line at a time, to the log."""
+    model = {"model": model_options(args)} if hasattr(args, "annotator") else {}
+    options = _build(options_class, args, **model, **given)
     for line in job(options, progress).lines():
         log.info("%s", shown(line, args.names))
     return 0
@@ -51,34 +54,7 @@ def cmd_datasets(args: argparse.Namespace, progress: Progress) -> int:
         print(describe_bundled())
         return 0
     name, folder = args.write
-    options = WriteExampleOptions(name, folder, budget=args.budget, seed=args.seed, overwrite=args.overwrite)
-    for line in write_example(options, progress).lines():
-        log.info("%s", line)
-    return 0
-
-
-def cmd_fit(args: argparse.Namespace, progress: Progress) -> int:
-    return _run(fit, FitOptions, args, progress)
-
-
-def cmd_annotate(args: argparse.Namespace, progress: Progress) -> int:
-    return _run(annotate, AnnotateOptions, args, progress)
-
-
-def cmd_select(args: argparse.Namespace, progress: Progress) -> int:
-    return _run(select_items, SelectOptions, args, progress)
-
-
-def cmd_review(args: argparse.Namespace, progress: Progress) -> int:
-    return _run(review, ReviewOptions, args, progress)
-
-
-def cmd_export(args: argparse.Namespace, progress: Progress) -> int:
-    return _run(export_file, ExportOptions, args, progress)
-
-
-def cmd_report(args: argparse.Namespace, progress: Progress) -> int:
-    return _run(report, ReportOptions, args, progress)
+    return _run(write_example, WriteExampleOptions, args, progress, name=name, folder=folder)
 
 
 def cmd_bench(args: argparse.Namespace, progress: Progress) -> int:
@@ -107,4 +83,7 @@ def cmd_prompts(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-COMMANDS = {name.removeprefix("cmd_"): func for name, func in globals().items() if name.startswith("cmd_")}
+JOBS = {"fit": (fit, FitOptions), "annotate": (annotate, AnnotateOptions), "select": (select_items, SelectOptions),
+        "review": (review, ReviewOptions), "export": (export_file, ExportOptions), "report": (report, ReportOptions)}
+COMMANDS = {**{name: functools.partial(_run, job, options) for name, (job, options) in JOBS.items()},
+            **{name.removeprefix("cmd_"): func for name, func in globals().items() if name.startswith("cmd_")}}

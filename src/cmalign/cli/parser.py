@@ -31,11 +31,55 @@ LLM_OPTIONS = (  # flag, type, default, help: how an LLM annotator is reached, p
      "their vote the answer and their spread the evidence"),
     ("--shots", int, 5, "examples shown by fot"),
 )
+THREADS = ("--threads", int, None, "threads for the model and linear algebra in this process (default: "
+           f"$OMP_NUM_THREADS where set, else the cores it may use: here {usable_cores()})")
+WRITE_OPTIONS = (  # datasets --write
+    ("--write", None, None, "write dataset NAME into folder DIR: prefs.jsonl (a few labelled items), items.jsonl (the "
+     "items to label, gold label under 'gold') and labels.txt", {"nargs": 2, "metavar": ("NAME", "DIR")}),
+    ("--budget", None, "0.02", "--write: the share of the pool in prefs.jsonl, e.g. 0.02 or n=200"),
+    ("--seed", int, 0, "--write: seed of the split"),
+    ("--overwrite", None, None, "--write: replace the files if they exist", {"action": "store_true"}),
+)
+RUN_OPTIONS = (  # annotate: where the labelling runs
+    ("--engine", None, "local", "local: this process; ray: Ray workers, each loading the model once (pip install "
+     "'cmalign[ray]')", {"choices": ("local", "ray")}),
+    ("--workers", int, 2, "Ray workers"),
+    ("--ray-address", None, None, "a running Ray cluster (auto, ray://HOST:10001; default: $RAY_ADDRESS, else a "
+     "local Ray started for this run)"),
+    THREADS,
+    ("--batch-size", int, 2048, argparse.SUPPRESS),
+)
+BANK = ("--bank", None, None, "memory bank written by 'cmalign fit'", {"required": True})
+SERVE_OPTIONS = (
+    ("--bank", None, None, "memory bank written by 'cmalign fit' (never written; new labels go to BANK.labels.jsonl "
+     "beside it, each refit to BANK.served.json)", {"required": True}),
+    ("--host", None, "127.0.0.1", "address to listen on (default: 127.0.0.1; any other needs --token-env)"),
+    ("--port", int, 9090, "port"),
+    ("--token-env", None, None, "environment variable holding the bearer token every request but /health must send",
+     {"metavar": "NAME"}),
+    ("--refit-after", int, 20, "refit in the background once N new labels have come (default: 20; 0: only on Label "
+     "Studio's START_TRAINING or POST /v1/refit)", {"metavar": "N"}),
+    ("--max-request-bytes", int, 1 << 20, "largest request body (default: 1 MiB)"),
+    ("--max-texts", int, 256, "most texts, tasks or labels in one request"),
+    ("--max-batch", int, 512, "most texts from concurrent requests labelled together"),
+    THREADS,
+    ("--no-access-log", None, None, "no line per request", {"dest": "access_log", "action": "store_false"}),
+)
+
+
+def _table(p, rows) -> None:
+    """Add each (flag, type, default, help[, more of argparse's keywords]); a default the help does not state
+    is appended to it."""
+    for flag, kind, default, help, *more in rows:
+        said = default is None or help == argparse.SUPPRESS or "default" in help
+        keywords = {"type": kind} if kind else {}
+        keywords |= {"default": default} if default is not None else {}
+        p.add_argument(flag, help=help if said else f"{help} (default: {default})", **keywords, **(more or [{}])[0])
 
 
 def _fields(p: argparse.ArgumentParser, *, keep: bool = False) -> None:
-    p.add_argument("--text-field", help="key or column holding the text (default: text, else input)")
-    p.add_argument("--label-field", help="key or column holding the label (default: label)")
+    _table(p, (("--text-field", None, None, "key or column holding the text (default: text, else input)"),
+               ("--label-field", None, None, "key or column holding the label (default: label)")))
     if keep:
         p.add_argument("--fields", type=lambda v: [f.strip() for f in v.split(",") if f.strip()], metavar="LIST",
                        help="the input's own fields to write beside the labels, comma-separated (default: all; '' "
@@ -43,22 +87,20 @@ def _fields(p: argparse.ArgumentParser, *, keep: bool = False) -> None:
 
 
 def _model(p: argparse.ArgumentParser, *, method: bool = True, plan: bool = False, strategy: bool = True) -> None:
-    p.add_argument("--annotator", default="embedded", help=f"the annotator: {SPECS}")
+    _table(p, (("--annotator", None, "embedded", f"the annotator: {SPECS}"),
+               ("--device", None, "cpu", "local models and the encoder: cpu, cuda, mps"),
+               ("--encoder", None, DEFAULT, f"sentence encoder: {ENCODERS}")))
     if method:
-        p.add_argument("--method", choices=list(METHODS), help="the method (default: cm_best, for every "
-                       "annotator; the docs' Methods page says what each does)")
-    p.add_argument("--device", default="cpu", help="local models and the encoder: cpu, cuda, mps (default: cpu)")
-    p.add_argument("--encoder", default=DEFAULT, help=f"sentence encoder: {ENCODERS} (default: {DEFAULT})")
+        p.add_argument("--method", choices=list(METHODS), help="the method (default: cm_best, for every annotator; "
+                       "the docs' Methods page says what each does)")
     llm = p.add_argument_group("LLM annotators (hf:PATH, hf-score:PATH, openai:MODEL, openai-score:MODEL)")
     if strategy:
-        llm.add_argument("--strategy", default="vanilla", choices=STRATEGIES, help="prompting strategy "
-                         "(default: vanilla)")
+        llm.add_argument("--strategy", default="vanilla", choices=STRATEGIES, help="prompting strategy (default: "
+                         "vanilla)")
     if plan:
         llm.add_argument("--dry-run", action="store_true", help="send nothing: count the requests the cache "
                          "cannot answer and their tokens")
-    for flag, kind, default, help in LLM_OPTIONS:
-        llm.add_argument(flag, type=kind, default=default, help=help + ("" if default is None else
-                                                                        f" (default: {default})"))
+    _table(llm, LLM_OPTIONS)
 
 
 def _output(p: argparse.ArgumentParser, what: str, *, resume: bool = False) -> None:
@@ -90,116 +132,82 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
         return p
 
     p = command("datasets", "list the bundled datasets, or write one as example files to run the quickstart on")
-    p.add_argument("--write", nargs=2, metavar=("NAME", "DIR"), help="write dataset NAME into folder DIR: "
-                   "prefs.jsonl (a few labelled items), items.jsonl (the items to label, gold label under 'gold') "
-                   "and labels.txt")
-    p.add_argument("--budget", default="0.02", help="--write: the share of the pool in prefs.jsonl, e.g. 0.02 (the "
-                   "default), or n=200")
-    p.add_argument("--seed", type=int, default=0, help="--write: seed of the split (default: 0)")
-    p.add_argument("--overwrite", action="store_true", help="--write: replace the files if they exist")
+    _table(p, WRITE_OPTIONS)
     p = command("fit", "preference files (the user's labels) -> memory bank file (and the method's state)",
                 "PREFERENCES... -o BANK")
     p.add_argument("preferences", nargs="+", help="JSONL, CSV, TSV or Parquet with a text and a label per item, or "
                    "a Label Studio JSON export (its annotated tasks); one file per labelling round; - reads stdin")
     _output(p, "where to write the bank (JSON)")
-    p.add_argument("--labels", help="label-set file (one label a line; default: the labels in the data)")
+    _table(p, (("--labels", None, None, "label-set file (one label a line; default: the labels in the data)"),))
     _fields(p)
     _model(p, plan=True)
     p = command("annotate", "unlabelled file -> the labels, using a bank (JSONL, CSV, TSV or Parquet by -o's suffix)",
                 "INPUT --bank BANK -o OUTPUT")
     p.add_argument("input", help="JSONL, CSV, TSV or Parquet with a text per item, or a Label Studio JSON export; "
                    "- reads stdin")
-    p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
     _output(p, "where to write the labels: .jsonl, .csv, .tsv or .parquet; - writes JSONL to stdout", resume=True)
-    p.add_argument("--labels", help="label-set file; must match the bank's")
-    p.add_argument("--adapt", type=int, default=SAMPLE, metavar="N", help="cm_best learns from a seeded sample of N "
-                   f"input items before labelling (default and most: {SAMPLE}; 0: off, as cm_stack)")
+    _table(p, (BANK, ("--labels", None, None, "label-set file; must match the bank's"),
+               ("--adapt", int, SAMPLE, "cm_best learns from a seeded sample of N input items before labelling "
+                f"(default and most: {SAMPLE}; 0: off, as cm_stack)", {"metavar": "N"})))
     _fields(p, keep=True)
-    run = p.add_argument_group("where the labelling runs").add_argument
-    run("--engine", choices=("local", "ray"), default="local", help="local: this process (the default); ray: Ray "
-        "workers, each loading the model once (pip install 'cmalign[ray]')")
-    run("--workers", type=int, default=2, help="Ray workers (default: 2)")
-    run("--ray-address", help="a running Ray cluster (auto, ray://HOST:10001; default: $RAY_ADDRESS, else a local "
-        "Ray started for this run)")
-    run("--threads", type=int, help="threads for the model and linear algebra in this process (default: "
-        f"$OMP_NUM_THREADS where set, else the cores it may use: here {usable_cores()})")
-    run("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
+    _table(p.add_argument_group("where the labelling runs"), RUN_OPTIONS)
     _model(p, plan=True)
     p = command("select", "unlabelled pool -> the items to label next (a file with a label to fill)",
                 "POOL --n N -o OUTPUT")
     p.add_argument("pool", help="JSONL, CSV, TSV or Parquet with a text per item; - reads stdin")
-    p.add_argument("--n", type=int, required=True, help="how many items to choose")
     _output(p, "where to write them: .jsonl, .csv, .tsv or .parquet; - writes JSONL to stdout")
-    p.add_argument("--bank", help="the bank of every label given so far: items in it are never offered again, "
-                   "and the method's least sure items are chosen")
-    p.add_argument("--labels", help="label-set file: without a bank, cover reads the annotator's scores over it too")
-    p.add_argument("--selector", choices=("auto", *SELECTORS), default="auto", help="auto: cover without a bank, "
-                   "uncertain with one (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: 0): the same seed, the same choice")
+    _table(p, (("--n", int, None, "how many items to choose", {"required": True}),
+               ("--bank", None, None, "the bank of every label given so far: items in it are never offered again, "
+                "and the method's least sure items are chosen"),
+               ("--labels", None, None, "label-set file: without a bank, cover reads the annotator's scores over it"),
+               ("--selector", None, "auto", "auto: cover without a bank, uncertain with one",
+                {"choices": ("auto", *SELECTORS)}),
+               ("--seed", int, 0, "seed (default: 0): the same seed, the same choice")))
     _fields(p, keep=True)
     _model(p)
     p = command("review", "bank (and an annotate output) -> ranked file of what a person should check",
                 "--bank BANK -o OUTPUT")
-    p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
-    p.add_argument("--labelled", help="an annotate output: its least confident items are added")
-    p.add_argument("--n", type=int, default=100, help="least confident labelled items to add (default: 100)")
-    p.add_argument("--folds", type=int, default=5, help="cross-fitting folds (default: 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fold splits (default: 0)")
+    _table(p, (BANK, ("--labelled", None, None, "an annotate output: its least confident items are added"),
+               ("--n", int, 100, "least confident labelled items to add"), ("--folds", int, 5, "cross-fitting folds"),
+               ("--seed", int, 0, "seed of the fold splits")))
     _output(p, "where to write the review (JSONL; - for stdout)")
     _model(p)
     p = command("bench", "the paper's protocol: datasets x budgets x seeds -> accuracy table")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--dataset", action="append", help="bundled dataset(s), comma-separated (default: all)")
-    where.add_argument("--data", help="a folder with large.jsonl and/or small.jsonl of your own")
-    p.add_argument("--budget", action="append", help="fraction(s) of the pool the user labels, e.g. 0.01,0.05 "
-                   "(the default), or n=500")
-    p.add_argument("--seed", action="append", help="seed(s), e.g. 0,1 (the default)")
-    p.add_argument("--json", action="store_true", help="print one JSON object per run")
-    p.add_argument("--limit", type=int, help="evaluate on a seeded subset of this many items (slow annotators)")
-    p.add_argument("--strategies", action="append", metavar="LIST", help=f"chat models: strategies to compare "
-                   f"({','.join(STRATEGIES)}; default: vanilla); each gives X and X+M for every method M that asks "
-                   "the annotator")
-    p.add_argument("--select", action="append", metavar="LIST", help=f"how the preference sample is drawn: "
-                   f"{', '.join(SELECTORS)} or all (default: random, the paper's protocol); each run per selector")
+    _table(p.add_mutually_exclusive_group(), (
+        ("--dataset", None, None, "bundled dataset(s), comma-separated (default: all)", {"action": "append"}),
+        ("--data", None, None, "a folder with large.jsonl and/or small.jsonl of your own")))
+    many = {"action": "append", "metavar": "LIST"}
+    _table(p, (("--budget", None, None, "fraction(s) of the pool the user labels, e.g. 0.01,0.05 (the default), "
+                "or n=500", many),
+               ("--seed", None, None, "seed(s), e.g. 0,1 (the default)", many),
+               ("--json", None, None, "print one JSON object per run", {"action": "store_true"}),
+               ("--limit", int, None, "evaluate on a seeded subset of this many items (slow annotators)"),
+               ("--strategies", None, None, f"chat models: strategies to compare ({','.join(STRATEGIES)}; default: "
+                "vanilla); each gives X and X+M for every method M that asks the annotator", many),
+               ("--select", None, None, f"how the preference sample is drawn: {', '.join(SELECTORS)} or all "
+                "(default: random, the paper's protocol); each run per selector", many)))
     _fields(p)
     _model(p, method=False, strategy=False)
     p = command("export", "labelled file (annotate's output) -> Parquet, CSV, TSV, JSONL or Label Studio tasks")
     p.add_argument("input", help="labelled JSONL, e.g. what 'cmalign annotate' wrote; - reads stdin")
     _output(p, "where to write the export (- for stdout); .json is a Label Studio tasks file (its labelling "
             f"config goes beside it, as {config_path('OUT.json')})")
-    p.add_argument("--format", choices=FORMATS, help="the format (default: from the output's suffix: .parquet, "
-                   ".csv, .tsv, .jsonl, .json)")
-    names = p.add_mutually_exclusive_group()
-    names.add_argument("--bank", help="the bank whose label set the Label Studio choices list (every label, "
-                       "used or not)")
-    names.add_argument("--labels", help="label-set file: the Label Studio choices (default: the labels in the data)")
+    _table(p, (("--format", None, None, "the format (default: from the output's suffix: .parquet, .csv, .tsv, "
+                ".jsonl, .json)", {"choices": FORMATS}),))
+    _table(p.add_mutually_exclusive_group(), (
+        ("--bank", None, None, "the bank whose label set the Label Studio choices list (every label, used or not)"),
+        ("--labels", None, None, "label-set file: the Label Studio choices (default: the labels in the data)")))
     p = command("report", "bank (+ labelled output, review, bench) -> one self-contained HTML page")
-    p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit'")
-    p.add_argument("--labelled", metavar="OUT.jsonl", help="output of 'cmalign annotate' (read as a stream)")
-    p.add_argument("--review", metavar="REVIEW.jsonl", help="output of 'cmalign review'")
-    p.add_argument("--bench", metavar="BENCH.jsonl", help="output of 'cmalign bench --json'")
-    p.add_argument("--gold-field", default="gold", help="key of a gold label in the labelled lines, for a "
-                   "reliability diagram without a review (default: gold)")
+    _table(p, (BANK, ("--labelled", None, None, "output of 'cmalign annotate' (read as a stream)",
+                      {"metavar": "OUT.jsonl"}),
+               ("--review", None, None, "output of 'cmalign review'", {"metavar": "REVIEW.jsonl"}),
+               ("--bench", None, None, "output of 'cmalign bench --json'", {"metavar": "BENCH.jsonl"}),
+               ("--gold-field", None, "gold", "key of a gold label in the labelled lines, for a reliability diagram "
+                "without a review")))
     _output(p, "the HTML page; its figures go into NAME_files/ beside it")
     p = command("serve", "a bank -> a live labeller over HTTP: Label Studio's ML backend and a JSON API, learning "
                 "from each new label (pip install 'cmalign[serve]')", "--bank BANK")
-    p.add_argument("--bank", required=True, help="memory bank written by 'cmalign fit' (never written; new labels go "
-                   "to BANK.labels.jsonl beside it, each refit to BANK.served.json)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; any other needs "
-                   "--token-env)")
-    p.add_argument("--port", type=int, default=9090, help="port (default: 9090)")
-    p.add_argument("--token-env", metavar="NAME", help="environment variable holding the bearer token every request "
-                   "but /health must send")
-    p.add_argument("--refit-after", type=int, default=20, metavar="N", help="refit in the background once N new "
-                   "labels have come (default: 20; 0: only on Label Studio's START_TRAINING or POST /v1/refit)")
-    p.add_argument("--max-request-bytes", type=int, default=1 << 20, help="largest request body (default: 1 MiB)")
-    p.add_argument("--max-texts", type=int, default=256, help="most texts, tasks or labels in one request "
-                   "(default: 256)")
-    p.add_argument("--max-batch", type=int, default=512, help="most texts from concurrent requests labelled "
-                   "together (default: 512)")
-    p.add_argument("--threads", type=int, help="threads for the model and linear algebra (default: "
-                   f"$OMP_NUM_THREADS where set, else the cores it may use: here {usable_cores()})")
-    p.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
+    _table(p, SERVE_OPTIONS)
     _model(p)
     p = command("prompts", "print the prompt templates (TOML) to edit and pass with --prompts")
     p.add_argument("--prompts", metavar="FILE", help="show the defaults with this file's templates applied")
