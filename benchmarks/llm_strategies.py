@@ -153,8 +153,10 @@ def bench(alias: str, url: str, cache: Path, dataset: str, budget: str, seed: in
 
 
 def measured(result: dict) -> dict:
-    """What a rerun from the cache must reproduce: the accuracy, calls and tokens of every method."""
-    return {name: {k: v for k, v in m.items() if k not in ("fit_seconds",)} for name, m in result["methods"].items()}
+    """What a rerun from the cache must reproduce: the accuracy, calls and tokens of every method (not
+    its seconds, nor the breakdown of a rule's actions, which adds detail to the same figures)."""
+    return {name: {k: v for k, v in m.items() if k not in ("fit_seconds", "actions")}
+            for name, m in result["methods"].items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                     if old is None or measured(old["result"]) != measured(result):
                         runs[key] = {"result": result, "wall_seconds": round(wall, 1),
                                      "requests_sent": result["usage"]["sent"], "provenance": provenance()}
+                    else:  # the same figures: the run that sent the requests keeps its record, with the
+                        for method, m in result["methods"].items():  # breakdown of a rule's actions added
+                            old["result"]["methods"][method] |= {"actions": m["actions"]} if "actions" in m else {}
                     print(f"{key}: {wall:.0f} s, {result['usage']['sent']} requests sent", file=sys.stderr)
                     data = {"model": name, "gguf_sha256": digest, "server": "llama-cpp-python (llama_cpp.server)",
                             "runs": dict(sorted(runs.items()))}
@@ -340,7 +345,34 @@ def table(data: dict) -> str:
         bar = min(0.02, (1 - m[other]) / 5)
         lines.append(f"| {dataset} | {budget} | {strategy} | {100 * (m['cm'] - m['X']):+.1f} | {names[other]} "
                      f"{m[other]:.3f} | {100 * margin:+.1f} | {100 * bar:.1f} | {'yes' if margin >= bar else 'no'} |")
-    return "\n".join(lines)
+    return "\n".join(lines + actions_table(data))
+
+
+ACTIONS = (("keep", "kept"), ("unseen", "unseen"), ("reask", "re-asked"), ("reask-invalid", "re-asked, answered outside"))
+
+
+def actions_table(data: dict) -> list[str]:
+    """Where X+cm gains or loses against X, by what the paper's rule did, over every seed measured: per
+    action, the items that took it and how many of them X had right -> X+cm has right."""
+    lines = ["", "What the paper's rule did with X's answers, every seed measured together: items, and of them "
+             "X right -> X+cm right. It keeps an answer with one candidate in the bank, keeps one never seen "
+             "among the preference samples, and asks again within two or more candidates:", "",
+             "| dataset | budget | X | " + " | ".join(name for _, name in ACTIONS) + " |",
+             "|---|---:|---|" + "---:|" * len(ACTIONS)]
+    shown = 0
+    for (dataset, budget, strategy), runs in groups(data).items():
+        x = "base" if strategy == SCORE else strategy
+        rule = "cm" if x == "base" else f"{x}+cm"
+        if any("actions" not in r["result"]["methods"][rule] for r in runs):
+            continue
+        cells = []
+        for action, _ in ACTIONS:
+            n, before, after = (sum(r["result"]["methods"][rule]["actions"].get(action, {}).get(k, 0) for r in runs)
+                                for k in ("n", "answer_right", "label_right"))
+            cells.append(f"{n}: {before} -> {after}" if n else "")
+        lines.append(f"| {dataset} | {budget} | {strategy} | " + " | ".join(cells) + " |")
+        shown += 1
+    return lines if shown else []
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -123,6 +123,18 @@ def test_bench_json_is_shaped_as_documented_and_repeatable(capsys, annotator):
     adapted = methods["cm_best"]["adapted"]
     assert adapted.endswith("(chosen on the preference samples)") or adapted.startswith("nothing (")
     assert all("adapted" not in methods[m] for m in methods if m != "cm_best")
+    # what each CM rule did, by action: every item once, the annotator's right answers adding up to
+    # its own accuracy, the rule's to the rule's; both re-ask between two or more candidates, only
+    # the remap rule replaces an answer by its one candidate
+    for rule in ("cm", "cm_remap"):
+        actions = methods[rule]["actions"]
+        assert sum(a["n"] for a in actions.values()) == 1000
+        assert sum(a["answer_right"] for a in actions.values()) == round(1000 * methods["base"]["accuracy"])
+        assert sum(a["label_right"] for a in actions.values()) == round(1000 * methods[rule]["accuracy"])
+        assert set(actions) <= {"keep", "unseen", "remap", "reask", "reask-invalid"}
+    assert "reask" in methods["cm"]["actions"] and "reask" in methods["cm_remap"]["actions"]
+    assert "remap" in methods["cm_remap"]["actions"] and "remap" not in methods["cm"]["actions"]
+    assert all("actions" not in methods[m] for m in methods if m not in ("cm", "cm_remap"))
 
 
 def test_annotate_with_the_combined_method_gives_confidences(capsys, user_files, fitted_bank, tmp_path):

@@ -44,6 +44,20 @@ def test_a_second_run_from_the_cache_sends_nothing_and_writes_the_same_json(smol
     assert "0 requests sent" in second.stderr and "requests sent" in second.stderr
     assert all(line.endswith(" 0 requests sent") for line in second.stderr.splitlines() if "requests sent" in line)
 
+    # what the paper's rule did, per action, adds up to the evaluation items; shown under the table
+    actions = vanilla["result"]["methods"]["vanilla+cm"]["actions"]
+    assert sum(a["n"] for a in actions.values()) == 4
+    assert "What the paper's rule did" in first.stdout
+    # a record without that breakdown gains it from the cache, keeping the time of the run that sent
+    for run_record in data["runs"].values():
+        run_record["wall_seconds"] = 12345.0
+        for m in run_record["result"]["methods"].values():
+            m.pop("actions", None)
+    out.write_text(json.dumps(data))
+    run(*common, "--cached-only")
+    again = json.loads(out.read_text())["runs"]["massive_scenario:n=10:seed=0:vanilla:limit=4"]
+    assert again["result"]["methods"]["vanilla+cm"]["actions"] == actions and again["wall_seconds"] == 12345.0
+
 
 def test_a_cached_only_run_with_an_answer_missing_fails_and_keeps_the_json(smollm2_path, tmp_path):
     out = tmp_path / "smol.json"

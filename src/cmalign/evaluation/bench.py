@@ -40,6 +40,7 @@ class MethodResult:
     fit_seconds: float | None = None  # fitting on the preference samples and adapting to the corpus
     weights: dict[str, float] | None = None  # the combined models' stacking weight per piece of evidence
     adapted: str | None = None  # what a transductive method learned from the corpus, in words
+    actions: dict[str, dict[str, int]] | None = None  # a CM rule's actions: per action, items and who was right
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class RunResult:
             out |= {} if m.ece is None else {"ece": round(m.ece, 6)}
             out |= {} if m.weights is None else {"weights": {k: round(v, 3) for k, v in m.weights.items()}}
             out |= {} if m.adapted is None else {"adapted": m.adapted}
+            out |= {} if m.actions is None else {"actions": m.actions}
             return out | ({} if m.fit_seconds is None else {"fit_seconds": round(m.fit_seconds, 3)})
 
         return {
@@ -210,16 +212,32 @@ def _run_methods(split: Split, labels: LabelSet, annotator: Annotator | None, en
             predicted_acc = _accuracy_of(method, probs, gold)
             ece = expected_calibration_error(probs, gold_index)
         else:
-            predicted, more, more_tokens = _costed(annotator, method.predict, eval_texts, answers=eval_answers)
-            predicted_acc, ece = accuracy(predicted, gold), None
+            records, more, more_tokens = _costed(annotator, method.records, eval_texts, answers=eval_answers)
+            predicted_acc, ece = accuracy([r.label for r in records], gold), None
         alone = name == "base"
         weights = method.feature_weights() if hasattr(method, "feature_weights") else None
         results[name] = MethodResult(predicted_acc, calls + more, 0 if alone else fit_calls, ece=ece,
                                      annotator_tokens=tokens + more_tokens if chat else None,
                                      fit_annotator_tokens=(0 if alone else fit_tokens) if chat else None,
                                      fit_seconds=fit_seconds, weights=weights,
-                                     adapted=method.adaptation() if method.transductive else None)
+                                     adapted=method.adaptation() if method.transductive else None,
+                                     actions=None if method.gives_probabilities else _actions(records, gold))
     return results
+
+
+def _actions(records, gold: Sequence[str]) -> dict[str, dict[str, int]] | None:
+    """Per action of a CM rule (keep, unseen, remap, reask, reask-invalid): how many items took it,
+    on how many the annotator's own answer was the gold label, and on how many the rule's label is.
+    Where the rule gains or loses against its annotator, by what it did. None for other methods."""
+    if not any(r.action for r in records):
+        return None
+    found: dict[str, dict[str, int]] = {}
+    for record, truth in zip(records, gold):
+        tally = found.setdefault(record.action, {"n": 0, "answer_right": 0, "label_right": 0})
+        tally["n"] += 1
+        tally["answer_right"] += record.answer is not None and record.answer.label == truth
+        tally["label_right"] += record.label == truth
+    return dict(sorted(found.items()))
 
 
 def _accuracy_of(method: Method, probs: np.ndarray, gold: Sequence[str]) -> float:
