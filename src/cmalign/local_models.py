@@ -12,6 +12,11 @@ from pathlib import Path
 
 from .errors import ModelError
 
+def cache_home() -> Path:
+    """Where cmalign keeps what it can make again: ``$XDG_CACHE_HOME/cmalign`` (``~/.cache/cmalign``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cmalign"
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a (large) file, read in blocks."""
     digest = hashlib.sha256()

@@ -36,6 +36,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import CmalignError
+from ..local_models import cache_home
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
 
@@ -362,8 +363,7 @@ def _logprobs_from_json(text: str | None) -> tuple[TokenChoice, ...] | None:
 
 def default_cache_path() -> Path:
     """``$XDG_CACHE_HOME/cmalign/responses.sqlite`` (``~/.cache`` when that is unset)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "cmalign" / "responses.sqlite"
+    return cache_home() / "responses.sqlite"
 
 
 Store = Callable[[int, Completion], None]
