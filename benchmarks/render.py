@@ -71,7 +71,9 @@ def source_line(*records: dict) -> str:
     # a line break inside the emphasis keeps the line short on a page read as source
     said = [f"`{p['command']}`\non {p['date']}, {p['machine']['cores']} cores ({p['machine']['cpu']}), code "
             f"`{p['commit']}`" for p in seen]
-    return "*Measured by " + "; ".join(said) + ".*"
+    if len(said) == 1:
+        return f"*Measured by {said[0]}.*"
+    return "Measured by:\n\n" + "\n".join(f"- {line}".replace("\n", "\n  ") for line in said)
 
 
 def accuracy(encoder: str) -> str | None:
