@@ -298,7 +298,7 @@ def _max_length(folder: Path) -> int:
 
 
 BUILTIN = {"bge-small": bge_small, "minilm": minilm}
-ENCODERS = ("bge-small (bge-small-en, the more accurate), minilm (all-MiniLM-L6-v2), onnx:FOLDER "
+ENCODERS = ("bge-small (bge-small-en, the more accurate), minilm (all-MiniLM-L6-v2, the faster), onnx:FOLDER "
             "(model.onnx, tokenizer.json), st:FOLDER (sentence-transformers; the st extra), openai-embed:MODEL "
             "(an OpenAI-compatible /v1/embeddings at the base URL)")
 
