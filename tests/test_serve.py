@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -203,6 +204,51 @@ def test_label_studio_protocol(data, tmp_path):
         assert server("/webhook", "POST", {"action": "START_TRAINING", "project": {"id": 1}})[0] == 201
 
 
+def test_a_deleted_or_skipped_annotation_takes_back_its_label_and_the_task_falls_back(data, tmp_path):
+    _, ds = data
+    bank = fresh_bank(data, tmp_path)
+    config = label_config(list(ds.labels.labels))
+    tasks = [{"id": 10 + n, "data": {"text": i.text}} for n, i in enumerate(ds.small[:3])]
+
+    def event(action, task, number, label):  # label None: the task skipped
+        result = [] if label is None else [{"from_name": "label", "to_name": "text", "type": "choices",
+                                            "value": {"choices": [label]}}]
+        return {"action": action, "annotation": {"id": number, "result": result, "was_cancelled": label is None},
+                "task": task, "project": {"id": 1, "label_config": config}}
+
+    def stored(server, body):
+        status, answer = server("/webhook", "POST", body)
+        assert status == 201
+        return answer["result"]["stored"]
+
+    base = Counter(s["label"] for s in json.loads(bank.read_text())["samples"])
+    expected = {"samples": sum(base.values()) + 2, "alarm": base["alarm"] + 2, "weather": base["weather"],
+                "music": base["music"]}
+    with Server(bank, "--refit-after", "0") as server:
+        # two annotators on the first task (alarm, then weather), one each on the others
+        for number, task, label in [(1, 0, "alarm"), (2, 0, "weather"), (3, 1, "music"), (4, 2, "alarm")]:
+            assert stored(server, event("ANNOTATION_CREATED", tasks[task], number, label)) == 1
+        deleted = {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 2}, {"id": 99}], "project": {"id": 1}}
+        assert stored(server, deleted) == 1             # 99 never taught anything
+        assert stored(server, event("ANNOTATION_UPDATED", tasks[1], 3, None)) == 1   # updated to a skip
+        assert stored(server, event("ANNOTATION_UPDATED", tasks[1], 3, None)) == 0   # nothing left to take back
+        assert stored(server, deleted) == 0
+        assert server("/v1/refit", "POST", {})[0] == 202
+        model = server.wait_for(lambda m: m["refits"] == 1 and not m["refitting"], "refit")
+        # the first task falls back to its first annotation (alarm), the second teaches nothing
+        counts = model["counts"]
+        assert {"samples": counts["samples"], **{k: counts["per_label"][k] for k in ("alarm", "weather", "music")}} \
+            == expected
+        assert counts["labels_given"] == 6  # four labels, two taken back
+    with Server(bank) as again:  # the same from the labels file alone
+        counts = again("/v1/model")[1]["counts"]
+        assert {"samples": counts["samples"], **{k: counts["per_label"][k] for k in ("alarm", "weather", "music")}} \
+            == expected
+    lines = [json.loads(line) for line in (tmp_path / "bank.labels.jsonl").read_text().splitlines()]
+    assert [(line["annotation"], line["label"]) for line in lines[4:]] == [
+        ("label-studio:annotation:2", None), ("label-studio:annotation:3", None)]
+
+
 BAD = {  # name: (path, body as bytes or JSON, (status, field))
     "not JSON": ("/v1/label", b'{"texts": ["a"', (400, "body")),
     "not UTF-8": ("/v1/label", b'{"texts": ["\xff"]}', (400, "body")),
@@ -226,6 +272,8 @@ BAD = {  # name: (path, body as bytes or JSON, (status, field))
     "a task without its text": ("/predict", {"tasks": [{"data": {"other": "a"}}], "label_config": label_config(
         ["alarm"])}, (422, "tasks[0].data.text")),
     "a webhook without a project": ("/webhook", {"action": "ANNOTATION_CREATED"}, (422, "project")),
+    "a deletion without the annotation's id": ("/webhook", {"action": "ANNOTATIONS_DELETED", "annotations": [
+        {"id": 3}, {"pk": 4}]}, (422, "annotations[1].id")),
     "an annotation with an unknown label": ("/webhook", {
         "action": "ANNOTATION_CREATED", "project": {"id": 1, "label_config": label_config(["alarm", "x"])},
         "task": {"id": 1, "data": {"text": "a"}}, "annotation": {"result": [
@@ -268,3 +316,15 @@ def test_a_server_beyond_loopback_needs_a_token(data, capsys, tmp_path):
     assert "--token-env" in capsys.readouterr().err
     assert main(["serve", "--bank", str(bank), "--token-env", "CMALIGN_TEST_UNSET_VARIABLE"]) == 2
     assert "CMALIGN_TEST_UNSET_VARIABLE" in capsys.readouterr().err
+
+
+def test_a_labels_file_line_that_withdraws_no_annotation_is_refused_by_line(tmp_path):
+    from cmalign.errors import DataError
+    from cmalign.serve.store import LabelStore
+
+    path = tmp_path / "bank.labels.jsonl"
+    path.write_text('{"text": "wake me at 7", "label": "alarm", "source": "api"}\n'
+                    '{"text": "wake me at 7", "label": null, "source": "api"}\n')
+    with pytest.raises(DataError) as caught:
+        LabelStore(path)
+    assert str(caught.value).startswith(f"{path}:2: not a label cmalign serve wrote")

@@ -4,7 +4,8 @@ installed into .venv-label-studio/ by tests/install-label-studio.sh), on SQLite,
 A project with a text-classification config is created through Label Studio's REST API, its tasks
 imported, the backend connected (with HTTP Basic auth carrying the server's token, as Label Studio
 sends it, and the token as a header of the webhook Label Studio made for it); Label Studio asks it for predictions of every task, then annotations are submitted
-through Label Studio, whose webhooks bring them to the backend. The backend's model_version
+through Label Studio, whose webhooks bring them to the backend, and one is deleted, which takes
+back what it taught. The backend's model_version
 changes and its accuracy on the held-back tasks, as Label Studio stores the predictions, does not
 fall."""
 
@@ -142,14 +143,18 @@ def test_label_studio_gets_predictions_and_the_backend_learns_from_its_annotatio
             assert region["value"]["choices"][0] in ds.labels and prediction["model_version"] == first
         before = held_back_accuracy(tasks, gold, first)
 
+        made = []
         for task in [t for t in tasks if t["data"]["split"] == "annotate"]:
-            label_studio(f"/api/tasks/{task['id']}/annotations", "POST", {"result": [
+            made.append(label_studio(f"/api/tasks/{task['id']}/annotations", "POST", {"result": [
                 {"from_name": "label", "to_name": "text", "type": "choices",
-                 "value": {"choices": [gold[task["data"]["text"]]]}}]})
+                 "value": {"choices": [gold[task["data"]["text"]]]}}]}))
+        # one annotation deleted in Label Studio: its webhook takes back what it taught
+        label_studio(f"/api/annotations/{made[0]['id']}", "DELETE")
+        backend.wait_for(lambda m: m["counts"]["labels_given"] == ANNOTATED + 1, "the deletion", token=BACKEND_TOKEN)
         label_studio(f"/api/ml/{ml['id']}/train", "POST", {})  # START_TRAINING: learn every label now
-        model = backend.wait_for(lambda m: m["counts"]["labels_learned"] == ANNOTATED and not m["refitting"],
+        model = backend.wait_for(lambda m: m["counts"]["labels_learned"] == ANNOTATED + 1 and not m["refitting"],
                                  "refit on every annotation", token=BACKEND_TOKEN)
-        assert model["counts"]["samples"] == 120 + ANNOTATED and model["model_version"] != first
+        assert model["counts"]["samples"] == 120 + ANNOTATED - 1 and model["model_version"] != first
 
         label_studio.predict_all(project)
         tasks = label_studio.tasks(project)

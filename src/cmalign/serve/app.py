@@ -140,6 +140,10 @@ class _Api:
         action = need(data, "action", str)
         if action not in ls.TRAINING_EVENTS:
             return JSONResponse({"status": "Unknown event"})  # as the ML SDK answers events it does not train on
+        if action == "ANNOTATIONS_DELETED":  # Label Studio sends their ids alone
+            deleted = need(data, "annotations", list)
+            withdrawn = [self._withdrawn(ls.annotation_key(a, f"annotations[{n}]")) for n, a in enumerate(deleted)]
+            return self._stored([label for label in withdrawn if label is not None])
         project = need(data, "project", dict)
         if action == "START_TRAINING":
             self.served.request_refit()
@@ -153,11 +157,25 @@ class _Api:
         for n, (annotation, task) in enumerate(pairs):
             where = f"[{n}]" if many else ""
             label = ls.annotated_label(annotation, config, "annotation" + where)
-            if label is None:
-                continue  # a skipped task teaches nothing
+            name = ls.annotation_key(annotation, "annotation" + where) if "id" in annotation else None
+            if label is None:  # skipped: it teaches nothing, and withdraws what it taught before
+                withdrawn = self._withdrawn(name) if name else None
+                labels += [withdrawn] if withdrawn else []
+                continue
             text = ls.task_text(task, config, "task" + where)
             key = f"label-studio:{project.get('id')}:{task.get('id')}" if task.get("id") is not None else None
-            labels.append(StoredLabel(text, self._label(label, f"annotation{where}.result"), "label-studio", key))
+            labels.append(StoredLabel(text, self._label(label, f"annotation{where}.result"), "label-studio", key,
+                                      name))
+        return self._stored(labels)
+
+    def _withdrawn(self, annotation: str) -> StoredLabel | None:
+        """The line that withdraws ``annotation``'s label; None if it teaches nothing now."""
+        last = self.served.store.annotated(annotation)
+        if last is None or last.label is None:
+            return None
+        return StoredLabel(last.text, None, "label-studio", last.key, annotation)
+
+    def _stored(self, labels: list[StoredLabel]) -> Response:
         if labels:
             self.served.add(labels)
         return JSONResponse({"result": {"stored": len(labels)}, "status": "ok"}, 201)

@@ -21,8 +21,10 @@ from typing import Any
 from ..interchange import choice_region
 from .requests import RequestError, need, text_at
 
-# the events that teach the model; ANNOTATIONS_CREATED is an import of annotated tasks
-TRAINING_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "START_TRAINING")
+# the events that teach the model; ANNOTATIONS_CREATED is an import of annotated tasks, and
+# ANNOTATIONS_DELETED ({"annotations": [{"id"}]}) takes back what deleted annotations taught
+TRAINING_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED",
+                   "START_TRAINING")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,17 @@ def prediction(label: str | None, score: float | None, config: LabelConfig, vers
     if score is not None:
         out["score"] = score
     return out
+
+
+def annotation_key(annotation: Any, field: str) -> str:
+    """The name an annotation's labels are stored under: its id, which Label Studio numbers across
+    every project of one instance."""
+    if not isinstance(annotation, dict):
+        raise RequestError(422, field, "expected an annotation object")
+    number = annotation.get("id")
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise RequestError(422, f"{field}.id", "expected the annotation's id, a number")
+    return f"label-studio:annotation:{number}"
 
 
 def annotated_label(annotation: Any, config: LabelConfig, field: str) -> str | None:

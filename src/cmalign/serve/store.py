@@ -6,7 +6,10 @@ keeps every label it acknowledged. The bank file itself is never written: the se
 always the bank's preference samples plus every label in this file, refitted from both.
 
 A label may carry a ``key`` (a Label Studio task, an id the caller gives): a later label with the
-same key replaces the earlier one (an annotation updated), both stay in the file. A torn last line
+same key replaces the earlier one, both stay in the file. A Label Studio label also names its
+``annotation``: a later line of the same annotation replaces it (the annotation updated), and a line
+of that annotation with no label withdraws it (the annotation deleted, or updated to a skip), so
+the task's label falls back to its latest annotation still standing, or to none. A torn last line
 (a kill in the middle of a write) is cut off when the file is opened, with one line in the log.
 """
 
@@ -26,16 +29,19 @@ log = logging.getLogger("cmalign.serve")
 
 @dataclass(frozen=True)
 class StoredLabel:
-    """One label a user gave: the text, its label, where it came from, and its key (or None)."""
+    """One label a user gave: the text, its label, where it came from, its key (or None) and the
+    annotation it came from (or None). A label of None withdraws that annotation."""
 
     text: str
-    label: str
+    label: str | None
     source: str = "api"
     key: str | None = None
+    annotation: str | None = None
 
     def to_json(self) -> dict:
         return {"text": self.text, "label": self.label, "source": self.source} | (
-            {} if self.key is None else {"key": self.key})
+            {} if self.key is None else {"key": self.key}) | (
+            {} if self.annotation is None else {"annotation": self.annotation})
 
 
 def labels_path(bank_path: str | Path) -> Path:
@@ -63,7 +69,11 @@ class LabelStore:
                     break  # the torn end of a write cut short
                 try:
                     row = json.loads(raw)
-                    labels.append(StoredLabel(row["text"], row["label"], row.get("source", "api"), row.get("key")))
+                    label = StoredLabel(row["text"], row["label"], row.get("source", "api"), row.get("key"),
+                                        row.get("annotation"))
+                    if label.label is None and label.annotation is None:
+                        raise ValueError("a withdrawal names its annotation")
+                    labels.append(label)
                 except (ValueError, KeyError, TypeError):
                     raise DataError("not a label cmalign serve wrote (a line of text, label and source); move the "
                                     "file away to start without it", self.path, number) from None
@@ -86,16 +96,28 @@ class LabelStore:
             self._labels.extend(labels)
             return len(self._labels)
 
+    def annotated(self, annotation: str) -> StoredLabel | None:
+        """The latest line of ``annotation``, withdrawn or not; None if it never came."""
+        with self._lock:
+            return next((label for label in reversed(self._labels) if label.annotation == annotation), None)
+
     def snapshot(self) -> tuple[list[StoredLabel], int]:
-        """Every label so far, a later one of the same key in place of the earlier; and how many
-        lines that took (what a model fitted on them has learned)."""
+        """Every label standing: each annotation's latest line, unless it withdraws it; of those,
+        a later one of the same key in place of the earlier. And how many lines that took (what a
+        model fitted on them has learned)."""
         with self._lock:
             labels = list(self._labels)
-        latest: dict[str, int] = {}
+        last: dict[str, int] = {}
         for i, label in enumerate(labels):
-            if label.key is not None:
-                latest[label.key] = i
-        return [label for i, label in enumerate(labels) if label.key is None or latest[label.key] == i], len(labels)
+            if label.annotation is not None:
+                last[label.annotation] = i
+        standing = [i for i, label in enumerate(labels)
+                    if label.label is not None and (label.annotation is None or last[label.annotation] == i)]
+        latest: dict[str, int] = {}
+        for i in standing:
+            if labels[i].key is not None:
+                latest[labels[i].key] = i
+        return [labels[i] for i in standing if labels[i].key is None or latest[labels[i].key] == i], len(labels)
 
     def __len__(self) -> int:
         with self._lock:
