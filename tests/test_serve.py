@@ -264,6 +264,7 @@ BAD = {  # name: (path, body as bytes or JSON, (status, field))
     "oversize": ("/v1/label", {"texts": ["a" * 3000]}, (413, "body")),
     "no labels": ("/v1/labels", {}, (422, "labels")),
     "a label without its text": ("/v1/labels", {"labels": [{"label": "alarm"}]}, (422, "labels[0].text")),
+    "a null label without an id": ("/v1/labels", {"labels": [{"text": "a", "label": None}]}, (422, "labels[0].id")),
     "an unknown label": ("/v1/labels", {"labels": [{"text": "a", "label": "alarm"}, {"text": "b", "label": "x"}]},
                          (422, "labels[1].label")),
     "predict without a config": ("/predict", {"tasks": []}, (422, "label_config")),
@@ -316,6 +317,23 @@ def test_a_server_beyond_loopback_needs_a_token(data, capsys, tmp_path):
     assert "--token-env" in capsys.readouterr().err
     assert main(["serve", "--bank", str(bank), "--token-env", "CMALIGN_TEST_UNSET_VARIABLE"]) == 2
     assert "CMALIGN_TEST_UNSET_VARIABLE" in capsys.readouterr().err
+
+
+def test_a_label_given_with_an_id_is_taken_back_with_a_null_label(data, tmp_path):
+    _, ds = data
+    bank = fresh_bank(data, tmp_path)
+    texts = [i.text for i in ds.small[:2]]
+    with Server(bank, "--refit-after", "0") as server:
+        given = [{"text": texts[0], "label": "alarm", "id": "t1"}, {"text": texts[1], "label": "weather", "id": 2}]
+        assert server("/v1/labels", "POST", {"labels": given})[1]["stored"] == 2
+        assert server("/v1/labels", "POST", {"labels": [{"id": "t1", "label": None}]})[1]["stored"] == 1
+        assert server("/v1/labels", "POST", {"labels": [{"id": "t1", "label": None}]})[1]["stored"] == 0
+        assert server("/v1/labels", "POST", {"labels": [{"id": "3", "label": None}]})[1]["stored"] == 0  # never given
+        assert server("/v1/refit", "POST", {})[0] == 202
+        model = server.wait_for(lambda m: m["refits"] == 1 and not m["refitting"], "refit")
+        samples = json.loads(bank.read_text())["samples"]
+        assert model["counts"]["samples"] == len(samples) + 1
+        assert model["counts"]["per_label"]["alarm"] == sum(s["label"] == "alarm" for s in samples)
 
 
 def test_a_labels_file_line_that_withdraws_no_annotation_is_refused_by_line(tmp_path):

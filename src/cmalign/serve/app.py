@@ -168,12 +168,12 @@ class _Api:
                                       name))
         return self._stored(labels)
 
-    def _withdrawn(self, annotation: str) -> StoredLabel | None:
+    def _withdrawn(self, annotation: str, source: str = "label-studio") -> StoredLabel | None:
         """The line that withdraws ``annotation``'s label; None if it teaches nothing now."""
         last = self.served.store.annotated(annotation)
         if last is None or last.label is None:
             return None
-        return StoredLabel(last.text, None, "label-studio", last.key, annotation)
+        return StoredLabel(last.text, None, source, last.key, annotation)
 
     def _stored(self, labels: list[StoredLabel]) -> Response:
         if labels:
@@ -199,12 +199,17 @@ class _Api:
         labels = []
         for n, value in enumerate(values):
             where = f"labels[{n}]"
+            given = isinstance(value, dict) and value.get("id") is not None
+            name = f"api:{need(value, 'id', (str, int), where)}" if given else None
+            if isinstance(value, dict) and "label" in value and value["label"] is None:  # withdrawn
+                if name is None:
+                    raise RequestError(422, f"{where}.id", "a label of null withdraws the label of this id: give it")
+                withdrawn = self._withdrawn(name, "api")
+                labels += [withdrawn] if withdrawn else []
+                continue
             text = text_at(need(value, "text", str, where), f"{where}.text")
             label = self._label(need(value, "label", str, where), f"{where}.label")
-            key = value.get("id")
-            if key is not None and not isinstance(key, (str, int)) or isinstance(key, bool):
-                raise RequestError(422, f"{where}.id", "expected a string or a number")
-            labels.append(StoredLabel(text, label, "api", None if key is None else f"api:{key}"))
+            labels.append(StoredLabel(text, label, "api", name, name))
         total = self.served.add(labels) if labels else len(self.served.store)
         return JSONResponse({"stored": len(labels), "labels_given": total,
                              "labels_pending": total - self.served.current.learned,
