@@ -28,6 +28,9 @@ def test_the_site_builds_strict(tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "write_example" in api and "predict_proba" in api  # mkdocstrings rendered the docstrings
+    # the docstrings' Sphinx roles read as code, and link where the object has its own entry
+    assert not re.search(r":(?:func|class|meth|mod|attr|exc):<code>", api)
+    assert '<code>CmalignError</code></a>' in api and 'href="#cmalign.CmalignError"' in api
     assert "fonts.googleapis" not in (tmp_path / "site" / "index.html").read_text()  # nothing fetched to read it
 
 
