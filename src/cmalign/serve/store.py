@@ -57,6 +57,7 @@ class LabelStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._labels: list[StoredLabel] = self._read()
+        self._by_annotation = {label.annotation: label for label in self._labels if label.annotation is not None}
         self._out = open(self.path, "ab")
 
     def _read(self) -> list[StoredLabel]:
@@ -94,12 +95,13 @@ class LabelStore:
             self._out.flush()
             os.fsync(self._out.fileno())
             self._labels.extend(labels)
+            self._by_annotation.update((label.annotation, label) for label in labels if label.annotation is not None)
             return len(self._labels)
 
     def annotated(self, annotation: str) -> StoredLabel | None:
         """The latest line of ``annotation``, withdrawn or not; None if it never came."""
         with self._lock:
-            return next((label for label in reversed(self._labels) if label.annotation == annotation), None)
+            return self._by_annotation.get(annotation)
 
     def snapshot(self) -> tuple[list[StoredLabel], int]:
         """Every label standing: each annotation's latest line, unless it withdraws it; of those,
