@@ -90,8 +90,8 @@ def speed_block() -> str:
         lines.append(f"| {name} | {rate:.0f} | {result['speed_ratio_to_torch_minilm'][name]:.2f}x |")
     if "minilm_vs_torch_minilm_cosine" in result:
         c = result["minilm_vs_torch_minilm_cosine"]
-        lines += ["", f"The int8 ONNX MiniLM against the torch one, cosine per text: min {c['min']:.4f}, "
-                      f"mean {c['mean']:.4f}."]
+        lines += ["", f"`minilm` (ONNX, int8 weights and activations) against the same model in float on torch, "
+                      f"cosine per text: min {c['min']:.4f}, mean {c['mean']:.4f}."]
     return "\n".join(lines)
 
 

@@ -230,7 +230,7 @@ def _dynamic_int8(source: Path, digest: str) -> Path:
     """``source`` (int8 weights that onnxruntime widens back to float when it loads them, so it
     runs as a float model) requantised so that it runs on int8: its weights per output channel, its
     activations per call (one text a call, see :meth:`OnnxEmbedder._start`: a text's vector still
-    depends on the text alone). About 2.5 times as fast as the model as shipped, at a cosine of
+    depends on the text alone). About twice as fast as the model as shipped, at a cosine of
     0.994 on average to the float MiniLM. Made once by onnxruntime's own quantiser (which reads
     models with the ``onnx`` package) and kept in :func:`~cmalign.local_models.cache_home` under the
     source's digest and the quantiser's version; where that cannot be written, in a temporary
