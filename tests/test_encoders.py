@@ -150,3 +150,25 @@ def test_a_bank_is_refused_with_another_encoder(tmp_path):
     ok = subprocess.run([*cmd, "annotate", str(items), "--bank", str(tmp_path / "bank.json"), "-o",
                          str(tmp_path / "out.jsonl"), "--encoder", "minilm", "-q"], env=ENV, capture_output=True)
     assert ok.returncode == 0 and json.loads((tmp_path / "out.jsonl").read_text())["label"] == "card"
+
+
+def test_minilm_made_where_the_cache_folder_is_full_goes_to_a_temporary_one(tmp_path, monkeypatch, texts):
+    import errno
+
+    import onnxruntime.quantization
+
+    real = onnxruntime.quantization.quantize_dynamic
+    full = tmp_path / "full"
+
+    def quantize(model_input, model_output, **kwargs):  # the disk of the cache folder is full
+        if full in Path(model_output).parents:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(model_input, model_output, **kwargs)
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", quantize)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(full))
+    made = minilm()
+    assert full not in made.model.parents and made.identity == f"all-MiniLM-L6-v2-dynamic-int8@{made.digest[:12]}"
+    assert not list((full / "cmalign" / "models").iterdir())  # no scratch left behind
+    monkeypatch.undo()
+    assert np.array_equal(made.embed(texts[:3], 3), minilm().embed(texts[:3], 3))

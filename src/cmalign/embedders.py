@@ -233,8 +233,8 @@ def _dynamic_int8(source: Path, digest: str) -> Path:
     depends on the text alone). About twice as fast as the model as shipped, at a cosine of
     0.994 on average to the float MiniLM. Made once by onnxruntime's own quantiser (which reads
     models with the ``onnx`` package) and kept in :func:`~cmalign.local_models.cache_home` under the
-    source's digest and the quantiser's version; where that cannot be written, in a temporary
-    folder for this process. The same source and version make the same file, byte for byte."""
+    source's digest and the quantiser's version; where that cannot be written (or is full), in a
+    temporary folder for this process. The same source and version make the same file, byte for byte."""
     import onnxruntime
 
     name = f"all-MiniLM-L6-v2-{digest[:12]}-dynamic-int8-ort{onnxruntime.__version__}.onnx"
@@ -242,15 +242,28 @@ def _dynamic_int8(source: Path, digest: str) -> Path:
     if target.is_file():
         return target
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".quantising-", dir=target.parent))
-    except OSError:
+        return _requantised(source, target)
+    except ImportError:
+        raise ModelError("the minilm encoder needs the onnx package to run its weights on int8: pip install onnx") \
+            from None
+    except Exception:  # the cache folder unwritable or full (onnxruntime raises its own error types)
         work = Path(tempfile.mkdtemp(prefix="cmalign-minilm-"))
-        target = work / name
         atexit.register(shutil.rmtree, work, ignore_errors=True)
     try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        return _requantised(source, work / name)
+    except Exception as exc:
+        raise ModelError(f"cannot requantise minilm in {target.parent} nor in {work} "
+                         f"({str(exc).splitlines()[0][:200]})") from None
 
+
+def _requantised(source: Path, target: Path) -> Path:
+    """:func:`_dynamic_int8`'s work, in a scratch folder beside ``target`` that goes whatever happens."""
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".quantising-", dir=target.parent))
+    try:
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # weights folded
         options.optimized_model_filepath = str(work / "float.onnx")
@@ -262,14 +275,8 @@ def _dynamic_int8(source: Path, digest: str) -> Path:
         finally:
             logging.disable(logging.NOTSET)
         os.replace(work / "int8.onnx", target)  # whole or not at all, also beside another process doing the same
-    except ImportError:
-        raise ModelError("the minilm encoder needs the onnx package to run its weights on int8: pip install onnx") \
-            from None
     finally:
-        for part in ("float.onnx", "int8.onnx"):
-            (work / part).unlink(missing_ok=True)
-        if work != target.parent:
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     return target
 
 
