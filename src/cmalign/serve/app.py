@@ -142,8 +142,8 @@ class _Api:
             return JSONResponse({"status": "Unknown event"})  # as the ML SDK answers events it does not train on
         if action == "ANNOTATIONS_DELETED":  # Label Studio sends their ids alone
             deleted = need(data, "annotations", list)
-            withdrawn = [self._withdrawn(ls.annotation_key(a, f"annotations[{n}]")) for n, a in enumerate(deleted)]
-            return self._stored([label for label in withdrawn if label is not None])
+            return self._stored([line for n, a in enumerate(deleted)
+                                 for line in self._withdrawn(ls.annotation_key(a, f"annotations[{n}]"))])
         project = need(data, "project", dict)
         if action == "START_TRAINING":
             self.served.request_refit()
@@ -159,8 +159,7 @@ class _Api:
             label = ls.annotated_label(annotation, config, "annotation" + where)
             name = ls.annotation_key(annotation, "annotation" + where) if "id" in annotation else None
             if label is None:  # skipped: it teaches nothing, and withdraws what it taught before
-                withdrawn = self._withdrawn(name) if name else None
-                labels += [withdrawn] if withdrawn else []
+                labels += self._withdrawn(name) if name else []
                 continue
             text = ls.task_text(task, config, "task" + where)
             key = f"label-studio:{project.get('id')}:{task.get('id')}" if task.get("id") is not None else None
@@ -168,12 +167,12 @@ class _Api:
                                       name))
         return self._stored(labels)
 
-    def _withdrawn(self, annotation: str, source: str = "label-studio") -> StoredLabel | None:
-        """The line that withdraws ``annotation``'s label; None if it teaches nothing now."""
+    def _withdrawn(self, annotation: str) -> list[StoredLabel]:
+        """The line that withdraws ``annotation``'s label; none if it teaches nothing now."""
         last = self.served.store.annotated(annotation)
         if last is None or last.label is None:
-            return None
-        return StoredLabel(last.text, None, source, last.key, annotation)
+            return []
+        return [StoredLabel(last.text, None, last.source, last.key, annotation)]
 
     def _stored(self, labels: list[StoredLabel]) -> Response:
         if labels:
@@ -204,8 +203,7 @@ class _Api:
             if isinstance(value, dict) and "label" in value and value["label"] is None:  # withdrawn
                 if name is None:
                     raise RequestError(422, f"{where}.id", "a label of null withdraws the label of this id: give it")
-                withdrawn = self._withdrawn(name, "api")
-                labels += [withdrawn] if withdrawn else []
+                labels += self._withdrawn(name)
                 continue
             text = text_at(need(value, "text", str, where), f"{where}.text")
             label = self._label(need(value, "label", str, where), f"{where}.label")
