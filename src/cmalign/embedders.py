@@ -27,7 +27,9 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -239,6 +241,7 @@ def _dynamic_int8(source: Path, digest: str) -> Path:
 
     name = f"all-MiniLM-L6-v2-{digest[:12]}-dynamic-int8-ort{onnxruntime.__version__}.onnx"
     target = cache_home() / "models" / name
+    _sweep(target.parent)
     if target.is_file():
         return target
     try:
@@ -256,13 +259,42 @@ def _dynamic_int8(source: Path, digest: str) -> Path:
                          f"({str(exc).splitlines()[0][:200]})") from None
 
 
+SCRATCH = ".quantising-"  # + host-pid-random: a requantisation under way, or one a killed process left
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the scratch folders (about 110 MB each) of requantisations whose process died
+    without cleaning up (``kill -9``, a power cut): those of a process on this host that is no
+    longer running, and any a day old (a requantisation takes seconds; another host's, on a shared
+    home folder, cannot be asked)."""
+    host = socket.gethostname()
+    for path in folder.glob(f"{SCRATCH}*"):
+        made_by, _, pid = path.name.removeprefix(SCRATCH).rpartition("-")[0].rpartition("-")
+        try:
+            stale = time.time() - path.stat().st_mtime > 86_400 or (made_by == host and not _running(int(pid)))
+        except (OSError, ValueError):  # gone already, or not named by this code
+            continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _requantised(source: Path, target: Path) -> Path:
     """:func:`_dynamic_int8`'s work, in a scratch folder beside ``target`` that goes whatever happens."""
     import onnxruntime
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".quantising-", dir=target.parent))
+    work = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{socket.gethostname()}-{os.getpid()}-", dir=target.parent))
     try:
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # weights folded
