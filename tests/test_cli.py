@@ -291,3 +291,40 @@ def test_annotate_learns_from_its_input_and_resumes_only_as_it_began(capsys, tmp
     assert code == 0 and learned.read_text() == whole
     code, _, err = run(capsys, "annotate", new, "--bank", bank, "-o", str(tmp_path / "x.jsonl"), "--adapt", "-1")
     assert code == 2 and "--adapt -1" in err
+
+
+def test_a_command_given_no_settings_runs_its_job_on_the_library_defaults():
+    # each flag takes its default from the options class's own declaration: none can drift apart
+    from cmalign.cli.commands import _build, model_options
+    from cmalign.cli.parser import build_parser
+    from cmalign.jobs import AnnotateOptions, FitOptions
+    from cmalign.serve import ServeOptions
+
+    parser = build_parser()
+    for argv, options, required in (
+            (["serve", "--bank", "b.json"], ServeOptions, {"bank": "b.json"}),
+            (["annotate", "in.jsonl", "--bank", "b.json", "-o", "o.jsonl"], AnnotateOptions,
+             {"input": "in.jsonl", "bank": "b.json", "output": "o.jsonl"}),
+            (["fit", "p.jsonl", "-o", "b.json"], FitOptions, {"preferences": ["p.jsonl"], "output": "b.json"})):
+        args = parser.parse_args(argv)
+        assert _build(options, args, model=model_options(args)) == options(**required)
+
+
+def test_a_setting_declared_once_becomes_a_flag_with_its_type_default_and_help():
+    from dataclasses import dataclass
+
+    from cmalign.settings import flags, setting
+
+    @dataclass(frozen=True)
+    class Options:
+        path: str
+        rate: float = setting(0.5, "how fast")
+        limit: int | None = setting(None, "at most N", type=int, metavar="N")
+        quiet: bool = setting(False, "say less", action="store_true")
+        seed: int = setting(0, "the seed", name="--llm-seed")
+
+    assert flags(Options) == [("--rate", float, 0.5, "how fast", {}),
+                              ("--limit", int, None, "at most N", {"metavar": "N"}),
+                              ("--quiet", None, None, "say less", {"action": "store_true"}),
+                              ("--llm-seed", int, 0, "the seed", {})]
+    assert [row[0] for row in flags(Options, ("seed", "rate"))] == ["--llm-seed", "--rate"]

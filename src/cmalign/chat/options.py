@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CmalignError
+from ..settings import setting
 from .backend import ResponseCache, default_cache_path
 
 
@@ -13,13 +14,15 @@ from .backend import ResponseCache, default_cache_path
 class BackendOptions:
     """How to reach and pay for a chat backend."""
 
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    cache: str | None = None          # a file; "none" for an in-memory cache; None for the default
-    max_calls: int | None = None
-    concurrency: int = 8
-    timeout: float = 60.0
-    retries: int = 5
+    base_url: str | None = setting(None, "OpenAI-compatible server (default: $OPENAI_BASE_URL, else OpenAI)")
+    api_key_env: str = setting("OPENAI_API_KEY", "environment variable holding the API key")
+    cache: str | None = setting(None, "response cache FILE (default: $XDG_CACHE_HOME/cmalign/responses.sqlite; "
+                                "'none': none)")
+    max_calls: int | None = setting(None, "send at most N requests in this run, retries included (cache hits are "
+                                    "free)", type=int)
+    concurrency: int = setting(8, "requests in flight at once")
+    timeout: float = setting(60.0, "seconds per attempt")
+    retries: int = setting(5, "retries per request")
     batch_size: int = 8               # local models: generation batch
     device: str = "cpu"               # local models: "cpu", "cuda", "cuda:1", "mps"
 

@@ -1,36 +1,23 @@
 """The command line's flags: one parser per command, built from shared option groups, each added
-only where it applies (the LLM options under their own heading); choices come from the registries."""
+only where it applies (the LLM options under their own heading). A setting a job's options class
+declares (:func:`cmalign.settings.setting`) becomes its flag from that declaration, default and help
+included; choices come from the registries."""
 
 from __future__ import annotations
 
 import argparse
 
 from .. import __version__
-from ..annotators.registry import SPECS
-from ..embedders import DEFAULT, ENCODERS
+from ..chat.options import BackendOptions
 from ..interchange import FORMATS, config_path
-from ..method import METHODS
-from ..method.transductive import SAMPLE
+from ..jobs import AnnotateOptions, ModelOptions
 from ..process import usable_cores
+from ..prompting import Decoding
 from ..prompting.strategies import STRATEGIES
 from ..select import SELECTORS
+from ..serve.options import ServeOptions
+from ..settings import flags
 
-LLM_OPTIONS = (  # flag, type, default, help: how an LLM annotator is reached, paid for and asked
-    ("--base-url", str, None, "OpenAI-compatible server (default: $OPENAI_BASE_URL, else OpenAI)"),
-    ("--api-key-env", str, "OPENAI_API_KEY", "environment variable holding the API key"),
-    ("--cache", str, None, "response cache FILE (default: $XDG_CACHE_HOME/cmalign/responses.sqlite; 'none': none)"),
-    ("--max-calls", int, None, "send at most N requests in this run, retries included (cache hits are free)"),
-    ("--concurrency", int, 8, "requests in flight at once"),
-    ("--timeout", float, 60.0, "seconds per attempt"),
-    ("--retries", int, 5, "retries per request"),
-    ("--prompts", str, None, "your prompt templates (TOML; see 'cmalign prompts')"),
-    ("--temperature", float, 0.0, "chat strategies: sampling temperature (0: greedy)"),
-    ("--top-p", float, 1.0, "chat strategies: nucleus sampling mass"),
-    ("--llm-seed", int, 0, "chat strategies: the model's sampling seed"),
-    ("--samples", int, 1, "chat strategies: answers asked per prompt at --temperature (seeds --llm-seed, +1, ...), "
-     "their vote the answer and their spread the evidence"),
-    ("--shots", int, 5, "examples shown by fot"),
-)
 THREADS = ("--threads", int, None, "threads for the model and linear algebra in this process (default: "
            f"$OMP_NUM_THREADS where set, else the cores it may use: here {usable_cores()})")
 WRITE_OPTIONS = (  # datasets --write
@@ -40,31 +27,9 @@ WRITE_OPTIONS = (  # datasets --write
     ("--seed", int, 0, "--write: seed of the split"),
     ("--overwrite", None, None, "--write: replace the files if they exist", {"action": "store_true"}),
 )
-RUN_OPTIONS = (  # annotate: where the labelling runs
-    ("--engine", None, "local", "local: this process; ray: Ray workers, each loading the model once (pip install "
-     "'cmalign[ray]')", {"choices": ("local", "ray")}),
-    ("--workers", int, 2, "Ray workers"),
-    ("--ray-address", None, None, "a running Ray cluster (auto, ray://HOST:10001; default: $RAY_ADDRESS, else a "
-     "local Ray started for this run)"),
-    THREADS,
-    ("--batch-size", int, 2048, argparse.SUPPRESS),
-)
 BANK = ("--bank", None, None, "memory bank written by 'cmalign fit'", {"required": True})
-SERVE_OPTIONS = (
-    ("--bank", None, None, "memory bank written by 'cmalign fit' (never written; new labels go to BANK.labels.jsonl "
-     "beside it, each refit to BANK.served.json)", {"required": True}),
-    ("--host", None, "127.0.0.1", "address to listen on (default: 127.0.0.1; any other needs --token-env)"),
-    ("--port", int, 9090, "port"),
-    ("--token-env", None, None, "environment variable holding the bearer token every request but /health must send",
-     {"metavar": "NAME"}),
-    ("--refit-after", int, 20, "refit in the background once N new labels have come (default: 20; 0: only on Label "
-     "Studio's START_TRAINING or POST /v1/refit)", {"metavar": "N"}),
-    ("--max-request-bytes", int, 1 << 20, "largest request body (default: 1 MiB)"),
-    ("--max-texts", int, 256, "most texts, tasks or labels in one request"),
-    ("--max-batch", int, 512, "most texts from concurrent requests labelled together"),
-    THREADS,
-    ("--no-access-log", None, None, "no line per request", {"dest": "access_log", "action": "store_false"}),
-)
+SERVE_BANK = ("--bank", None, None, "memory bank written by 'cmalign fit' (never written; new labels go to "
+              "BANK.labels.jsonl beside it, each refit to BANK.served.json)", {"required": True})
 
 
 def _table(p, rows) -> None:
@@ -87,20 +52,15 @@ def _fields(p: argparse.ArgumentParser, *, keep: bool = False) -> None:
 
 
 def _model(p: argparse.ArgumentParser, *, method: bool = True, plan: bool = False, strategy: bool = True) -> None:
-    _table(p, (("--annotator", None, "embedded", f"the annotator: {SPECS}"),
-               ("--device", None, "cpu", "local models and the encoder: cpu, cuda, mps"),
-               ("--encoder", None, DEFAULT, f"sentence encoder: {ENCODERS}")))
-    if method:
-        p.add_argument("--method", choices=list(METHODS), help="the method (default: cm_best, for every annotator; "
-                       "the docs' Methods page says what each does)")
+    _table(p, flags(ModelOptions, ("annotator", "device", "encoder", *(("method",) if method else ()))))
     llm = p.add_argument_group("LLM annotators (hf:PATH, hf-score:PATH, openai:MODEL, openai-score:MODEL)")
     if strategy:
-        llm.add_argument("--strategy", default="vanilla", choices=STRATEGIES, help="prompting strategy (default: "
-                         "vanilla)")
+        _table(llm, flags(ModelOptions, ("strategy",)))
     if plan:
         llm.add_argument("--dry-run", action="store_true", help="send nothing: count the requests the cache "
                          "cannot answer and their tokens")
-    _table(llm, LLM_OPTIONS)
+    _table(llm, (*flags(BackendOptions), *flags(ModelOptions, ("prompts",)), *flags(Decoding),
+                 *flags(ModelOptions, ("shots",))))
 
 
 def _output(p: argparse.ArgumentParser, what: str, *, resume: bool = False) -> None:
@@ -147,10 +107,11 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
                    "- reads stdin")
     _output(p, "where to write the labels: .jsonl, .csv, .tsv or .parquet; - writes JSONL to stdout", resume=True)
     _table(p, (BANK, ("--labels", None, None, "label-set file; must match the bank's"),
-               ("--adapt", int, SAMPLE, "cm_best learns from a seeded sample of N input items before labelling "
-                f"(default and most: {SAMPLE}; 0: off, as cm_stack)", {"metavar": "N"})))
+               *flags(AnnotateOptions, ("adapt",))))
     _fields(p, keep=True)
-    _table(p.add_argument_group("where the labelling runs"), RUN_OPTIONS)
+    _table(p.add_argument_group("where the labelling runs"), (
+        *flags(AnnotateOptions, ("engine", "workers", "ray_address")), THREADS,
+        ("--batch-size", int, AnnotateOptions.batch_size, argparse.SUPPRESS)))
     _model(p, plan=True)
     p = command("select", "unlabelled pool -> the items to label next (a file with a label to fill)",
                 "POOL --n N -o OUTPUT")
@@ -207,7 +168,7 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     _output(p, "the HTML page; its figures go into NAME_files/ beside it")
     p = command("serve", "a bank -> a live labeller over HTTP: Label Studio's ML backend and a JSON API, learning "
                 "from each new label (pip install 'cmalign[serve]')", "--bank BANK")
-    _table(p, SERVE_OPTIONS)
+    _table(p, (SERVE_BANK, *flags(ServeOptions), THREADS))
     _model(p)
     p = command("prompts", "print the prompt templates (TOML) to edit and pass with --prompts")
     p.add_argument("--prompts", metavar="FILE", help="show the defaults with this file's templates applied")

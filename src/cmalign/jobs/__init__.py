@@ -3,7 +3,9 @@
 ``cmalign fit`` is :func:`fit` (:class:`FitOptions`), ``annotate`` is :func:`annotate`, and so on; the
 command line only parses its flags into these options, calls the job and prints the result. A
 job says what it is doing through a :class:`~cmalign.progress.Progress` (silent by default), and
-every error it raises is a :class:`~cmalign.errors.CmalignError` naming the option by its parameter.
+every error it raises is a :class:`~cmalign.errors.CmalignError` naming the option by its parameter. A
+setting's default and meaning are stated once, where its options class declares it
+(:func:`~cmalign.settings.setting`); the flag is made from that.
 
 Examples
 --------

@@ -24,6 +24,7 @@ from ..files import is_stdio
 from ..output import LabelledOutput, describe
 from ..process import default_threads, map_large_blocks, set_threads
 from ..progress import QUIET, Progress, log
+from ..settings import setting
 from .common import Model, ModelOptions, at_least, readable, say_usage
 
 
@@ -45,11 +46,14 @@ class AnnotateOptions:
     resume: bool = False
     overwrite: bool = False
     dry_run: bool = False
-    adapt: int = SAMPLE
+    adapt: int = setting(SAMPLE, "cm_best learns from a seeded sample of N input items before labelling (default "
+                         f"and most: {SAMPLE}; 0: off, as cm_stack)", metavar="N")
     batch_size: int = 2048
-    engine: str = "local"
-    workers: int = 2
-    ray_address: str | None = None
+    engine: str = setting("local", "local: this process; ray: Ray workers, each loading the model once (pip install "
+                          "'cmalign[ray]')", choices=("local", "ray"))
+    workers: int = setting(2, "Ray workers")
+    ray_address: str | None = setting(None, "a running Ray cluster (auto, ray://HOST:10001; default: $RAY_ADDRESS, "
+                                      "else a local Ray started for this run)")
     threads: int | None = None
     model: ModelOptions = field(default_factory=ModelOptions)
 

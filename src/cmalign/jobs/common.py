@@ -18,18 +18,20 @@ from functools import cached_property
 from pathlib import Path
 
 from ..annotators.base import Annotator
-from ..annotators.registry import BackendOptions, is_backend, is_chat, make_annotator, make_backend
+from ..annotators.registry import SPECS, BackendOptions, is_backend, is_chat, make_annotator, make_backend
 from ..chat.backend import ChatBackend
 from ..embedders import DEFAULT as DEFAULT_ENCODER
-from ..embedders import check_spec
+from ..embedders import ENCODERS, check_spec
 from ..encoder import SentenceEncoder, default_encoder
 from ..errors import CmalignError, DataError
 from ..files import is_stdio
 from ..labeler import Labeler
 from ..method.bank import MemoryBank
-from ..method.registry import default_method
+from ..method.registry import METHODS, default_method
 from ..progress import QUIET, Progress, log
 from ..prompting import Decoding, Prompts
+from ..prompting.strategies import STRATEGIES
+from ..settings import setting
 
 STDIN_NAME = "<stdin>"
 
@@ -42,15 +44,16 @@ class ModelOptions:
     (``backend``), the ``device`` of local models, and the sentence ``encoder`` every text is read
     through (see :mod:`cmalign.embedders`)."""
 
-    annotator: str = "embedded"
-    method: str | None = None
-    strategy: str = "vanilla"
+    annotator: str = setting("embedded", f"the annotator: {SPECS}")
+    method: str | None = setting(None, "the method (default: cm_best, for every annotator; the docs' Methods page "
+                                 "says what each does)", choices=list(METHODS))
+    strategy: str = setting("vanilla", "prompting strategy", choices=STRATEGIES)
     backend: BackendOptions = field(default_factory=BackendOptions)
-    prompts: str | None = None
+    prompts: str | None = setting(None, "your prompt templates (TOML; see 'cmalign prompts')")
     decoding: Decoding = field(default_factory=Decoding)
-    shots: int = 5
-    device: str = "cpu"
-    encoder: str = DEFAULT_ENCODER
+    shots: int = setting(5, "examples shown by fot")
+    device: str = setting("cpu", "local models and the encoder: cpu, cuda, mps")
+    encoder: str = setting(DEFAULT_ENCODER, f"sentence encoder: {ENCODERS}")
 
     def __post_init__(self) -> None:
         check_spec(self.encoder)  # a misspelt encoder fails before any file is read

@@ -29,6 +29,7 @@ from ..annotators.base import Annotation, Annotator
 from ..chat.backend import ChatBackend, ChatRequest, Completion, Message, check_sampling
 from ..errors import CmalignError
 from ..labels import LabelSet, Resolved, first_line, normalize
+from ..settings import setting
 from .prompts import Prompts
 from .retrieval import ExampleRetriever
 
@@ -88,10 +89,11 @@ class Decoding:
     :attr:`Annotation.votes`, the spread the methods read as the model's uncertainty.
     """
 
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    samples: int = 1
+    temperature: float = setting(0.0, "chat strategies: sampling temperature (0: greedy)")
+    top_p: float = setting(1.0, "chat strategies: nucleus sampling mass")
+    seed: int = setting(0, "chat strategies: the model's sampling seed", name="--llm-seed")
+    samples: int = setting(1, "chat strategies: answers asked per prompt at --temperature (seeds --llm-seed, +1, "
+                           "...), their vote the answer and their spread the evidence")
 
     def __post_init__(self) -> None:
         check_sampling(self.temperature, self.top_p)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import CmalignError
 from ..jobs.common import ModelOptions, at_least
+from ..settings import setting
 
 
 @dataclass(frozen=True)
@@ -28,15 +29,18 @@ class ServeOptions:
     ``access_log``: one JSON line per request on the ``cmalign.serve.access`` logger."""
 
     bank: str | Path
-    host: str = "127.0.0.1"
-    port: int = 9090
-    token_env: str | None = None
-    refit_after: int = 20
-    max_request_bytes: int = 1 << 20
-    max_texts: int = 256
-    max_batch: int = 512
+    host: str = setting("127.0.0.1", "address to listen on (default: 127.0.0.1; any other needs --token-env)")
+    port: int = setting(9090, "port")
+    token_env: str | None = setting(None, "environment variable holding the bearer token every request but /health "
+                                    "must send", metavar="NAME")
+    refit_after: int = setting(20, "refit in the background once N new labels have come (default: 20; 0: only on "
+                               "Label Studio's START_TRAINING or POST /v1/refit)", metavar="N")
+    max_request_bytes: int = setting(1 << 20, "largest request body (default: 1 MiB)")
+    max_texts: int = setting(256, "most texts, tasks or labels in one request")
+    max_batch: int = setting(512, "most texts from concurrent requests labelled together")
     threads: int | None = None
-    access_log: bool = True
+    access_log: bool = setting(True, "no line per request", name="--no-access-log", dest="access_log",
+                               action="store_false")
     model: ModelOptions = field(default_factory=ModelOptions)
 
     def check(self) -> None:
