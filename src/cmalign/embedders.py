@@ -71,11 +71,9 @@ class Pooling:
 class OnnxEmbedder(Embedder):
     """An ONNX transformer with a ``tokenizers`` tokenizer: tokens -> pooled, normalised vectors.
 
-    Each text is run alone, as many at once as :func:`cmalign.process.threads` says (see
-    :meth:`_start`), so a text's vector is its own whatever it is encoded with.
+    The session is made at the first batch, with as many intra-op threads as
+    :func:`cmalign.process.threads` says then (one per core this process owns, or what the job set).
     """
-
-    per_text = True
 
     def __init__(self, model: Path, tokenizer: Path, *, name: str, pooling: Pooling, max_length: int,
                  expected_sha256: str | None = None) -> None:

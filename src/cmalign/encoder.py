@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import OrderedDict
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -101,16 +101,6 @@ class SentenceEncoder:
             yield self
         finally:
             self._pinned = kept
-
-    def apart(self, texts: Sequence[str], skip: Container[str] = ()) -> dict[str, np.ndarray]:
-        """The vectors of ``texts`` (but those in ``skip``), computed without the cache, so another
-        thread may call it while this one encodes: ``annotate`` reads the next chunk ahead with it
-        where the embedder's vectors depend on each text alone (:attr:`Embedder.per_text`)."""
-        missing = list(dict.fromkeys(t for t in texts if t not in skip))
-        vectors: dict[str, np.ndarray] = {}
-        for group, size in self._batches(missing):
-            vectors.update(zip(group, self.embedder.embed(group, size).astype(np.float32, copy=False)))
-        return vectors
 
     def reserve(self, n: int) -> None:
         """Keep at least ``n`` texts cached (a benchmark's dataset, read once per run)."""

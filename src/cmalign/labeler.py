@@ -29,7 +29,6 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -335,43 +334,12 @@ class Labeler:
         for chunk in batched(texts, self.chunk_size):
             yield self.records(chunk)
 
-    def records(self, texts: list[str], vectors: dict[str, np.ndarray] | None = None) -> list[Record]:
+    def records(self, texts: list[str]) -> list[Record]:
         """The method's record for each of ``texts`` (one chunk), the sample :meth:`adapt` read
-        taking the vectors it was encoded with there (see :meth:`SentenceEncoder.pinned`), and the
-        texts of ``vectors`` those (encoded ahead, :meth:`label_into`)."""
+        taking the vectors it was encoded with there (see :meth:`SentenceEncoder.pinned`)."""
         encoder = self.method_.encoder_
-        pins = self.pins_ | vectors if vectors else self.pins_
-        with encoder.pinned(pins) if pins and encoder is not None else contextlib.nullcontext():
+        with encoder.pinned(self.pins_) if self.pins_ and encoder is not None else contextlib.nullcontext():
             return self.method_.records(texts)
-
-    def _ahead(self, chunks: Iterable[list[Item]]) -> Iterator[tuple[list[Item], list[Record]]]:
-        """Each chunk and its records, in order. Where the model computes each text's vector alone
-        (:attr:`~cmalign.vectors.Embedder.per_text`), the next chunk is encoded on a second thread
-        while this one is labelled: the method's work (mostly single-threaded numpy) no longer leaves
-        a core idle between the model's batches, and the vectors, so the file, are those that
-        encoding each chunk in turn gives."""
-        encoder = self.method_.encoder_
-        if encoder is None or not encoder.embedder.per_text:
-            yield from ((chunk, self.records([i.text for i in chunk])) for chunk in chunks)
-            return
-
-        def encode(chunk: list[Item]) -> dict[str, np.ndarray]:
-            return encoder.apart([i.text for i in chunk], self.pins_)
-
-        pool = ThreadPoolExecutor(1, thread_name_prefix="cmalign-encode-ahead")
-        try:
-            chunks = iter(chunks)
-            chunk = next(chunks, None)
-            ahead = pool.submit(encode, chunk) if chunk is not None else None
-            while chunk is not None:
-                vectors = ahead.result()
-                following = next(chunks, None)
-                if following is not None:
-                    ahead = pool.submit(encode, following)
-                yield chunk, self.records([i.text for i in chunk], vectors)
-                chunk = following
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
 
     def label_into(self, output: LabelledOutput, items: Iterable[Item], *, input_path: str | Path | None = None,
                    progress: Callable[[int], object] = lambda n: None,
@@ -390,7 +358,8 @@ class Labeler:
         done = output.start(items, run)
         resumed(done)
         chunks = batched(items, self.chunk_size)
-        labelled = engine.label(self, chunks) if engine is not None else self._ahead(chunks)
+        labelled = engine.label(self, chunks) if engine is not None else \
+            ((chunk, self.records([i.text for i in chunk])) for chunk in chunks)
         outcomes: Counter[str] = Counter()
         n = 0
         for chunk, records in labelled:

@@ -17,9 +17,6 @@ class Embedder(ABC):
     """Turns a batch of texts into unit-length float32 vectors, one row per text."""
 
     dim: int
-    #: whether a text's vector depends on that text alone, not on the texts batched with it: then
-    #: any texts may be encoded in any grouping, on any thread, and give the same vectors
-    per_text: bool = False
 
     @property
     @abstractmethod
