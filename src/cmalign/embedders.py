@@ -71,8 +71,8 @@ class Pooling:
 class OnnxEmbedder(Embedder):
     """An ONNX transformer with a ``tokenizers`` tokenizer: tokens -> pooled, normalised vectors.
 
-    The session is made at the first batch, with as many intra-op threads as
-    :func:`cmalign.process.threads` says then (one per core this process owns, or what the job set).
+    Each text is run alone, as many at once as :func:`cmalign.process.threads` says (see
+    :meth:`_start`), so a text's vector is its own whatever it is encoded with.
     """
 
     def __init__(self, model: Path, tokenizer: Path, *, name: str, pooling: Pooling, max_length: int,
