@@ -29,12 +29,12 @@ class ServeOptions:
     ``access_log``: one JSON line per request on the ``cmalign.serve.access`` logger."""
 
     bank: str | Path
-    host: str = setting("127.0.0.1", "address to listen on (default: 127.0.0.1; any other needs --token-env)")
+    host: str = setting("127.0.0.1", "address to listen on (any but a loopback one needs --token-env)")
     port: int = setting(9090, "port")
     token_env: str | None = setting(None, "environment variable holding the bearer token every request but /health "
                                     "must send", metavar="NAME")
-    refit_after: int = setting(20, "refit in the background once N new labels have come (default: 20; 0: only on "
-                               "Label Studio's START_TRAINING or POST /v1/refit)", metavar="N")
+    refit_after: int = setting(20, "refit in the background once N new labels have come (0: only on Label Studio's "
+                               "START_TRAINING or POST /v1/refit)", metavar="N")
     max_request_bytes: int = setting(1 << 20, "largest request body (default: 1 MiB)")
     max_texts: int = setting(256, "most texts, tasks or labels in one request")
     max_batch: int = setting(512, "most texts from concurrent requests labelled together")
