@@ -297,7 +297,7 @@ def test_a_command_given_no_settings_runs_its_job_on_the_library_defaults():
     # each flag takes its default from the options class's own declaration: none can drift apart
     from cmalign.cli.commands import _build, model_options
     from cmalign.cli.parser import build_parser
-    from cmalign.jobs import AnnotateOptions, FitOptions
+    from cmalign.jobs import AnnotateOptions, FitOptions, ReviewOptions, SelectOptions, WriteExampleOptions
     from cmalign.serve import ServeOptions
 
     parser = build_parser()
@@ -305,9 +305,15 @@ def test_a_command_given_no_settings_runs_its_job_on_the_library_defaults():
             (["serve", "--bank", "b.json"], ServeOptions, {"bank": "b.json"}),
             (["annotate", "in.jsonl", "--bank", "b.json", "-o", "o.jsonl"], AnnotateOptions,
              {"input": "in.jsonl", "bank": "b.json", "output": "o.jsonl"}),
-            (["fit", "p.jsonl", "-o", "b.json"], FitOptions, {"preferences": ["p.jsonl"], "output": "b.json"})):
+            (["fit", "p.jsonl", "-o", "b.json"], FitOptions, {"preferences": ["p.jsonl"], "output": "b.json"}),
+            (["select", "pool.jsonl", "--n", "5", "-o", "s.jsonl"], SelectOptions,
+             {"pool": "pool.jsonl", "n": 5, "output": "s.jsonl"}),
+            (["review", "--bank", "b.json", "-o", "r.jsonl"], ReviewOptions, {"bank": "b.json", "output": "r.jsonl"}),
+            (["datasets", "--write", "clinc", "d"], WriteExampleOptions, {"name": "clinc", "folder": "d"})):
         args = parser.parse_args(argv)
-        assert _build(options, args, model=model_options(args)) == options(**required)
+        model = {"model": model_options(args)} if hasattr(args, "annotator") else {}
+        given = {name: required[name] for name in ("name", "folder") if options is WriteExampleOptions}
+        assert _build(options, args, **model, **given) == options(**required)
 
 
 def test_a_setting_declared_once_becomes_a_flag_with_its_type_default_and_help():

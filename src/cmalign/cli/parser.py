@@ -10,7 +10,7 @@ import argparse
 from .. import __version__
 from ..chat.options import BackendOptions
 from ..interchange import FORMATS, config_path
-from ..jobs import AnnotateOptions, ModelOptions
+from ..jobs import AnnotateOptions, ModelOptions, ReviewOptions, SelectOptions, WriteExampleOptions
 from ..process import usable_cores
 from ..prompting import Decoding
 from ..prompting.strategies import STRATEGIES
@@ -23,9 +23,7 @@ THREADS = ("--threads", int, None, "threads for the model and linear algebra in 
 WRITE_OPTIONS = (  # datasets --write
     ("--write", None, None, "write dataset NAME into folder DIR: prefs.jsonl (a few labelled items), items.jsonl (the "
      "items to label, gold label under 'gold') and labels.txt", {"nargs": 2, "metavar": ("NAME", "DIR")}),
-    ("--budget", None, "0.02", "--write: the share of the pool in prefs.jsonl, e.g. 0.02 or n=200"),
-    ("--seed", int, 0, "--write: seed of the split"),
-    ("--overwrite", None, None, "--write: replace the files if they exist", {"action": "store_true"}),
+    *flags(WriteExampleOptions),
 )
 BANK = ("--bank", None, None, "memory bank written by 'cmalign fit'", {"required": True})
 SERVE_BANK = ("--bank", None, None, "memory bank written by 'cmalign fit' (never written; new labels go to "
@@ -121,16 +119,13 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
                ("--bank", None, None, "the bank of every label given so far: items in it are never offered again, "
                 "and the method's least sure items are chosen"),
                ("--labels", None, None, "label-set file: without a bank, cover reads the annotator's scores over it"),
-               ("--selector", None, "auto", "auto: cover without a bank, uncertain with one",
-                {"choices": ("auto", *SELECTORS)}),
-               ("--seed", int, 0, "seed (default: 0): the same seed, the same choice")))
+               *flags(SelectOptions, ("selector", "seed"))))
     _fields(p, keep=True)
     _model(p)
     p = command("review", "bank (and an annotate output) -> ranked file of what a person should check",
                 "--bank BANK -o OUTPUT")
     _table(p, (BANK, ("--labelled", None, None, "an annotate output: its least confident items are added"),
-               ("--n", int, 100, "least confident labelled items to add"), ("--folds", int, 5, "cross-fitting folds"),
-               ("--seed", int, 0, "seed of the fold splits")))
+               *flags(ReviewOptions, ("n", "folds", "seed"))))
     _output(p, "where to write the review (JSONL; - for stdout)")
     _model(p)
     p = command("bench", "the paper's protocol: datasets x budgets x seeds -> accuracy table")

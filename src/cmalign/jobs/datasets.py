@@ -18,6 +18,7 @@ from ..data import Budget, Item, load_bundled, protocol_split
 from ..errors import DataError
 from ..files import check_outputs, write_atomically
 from ..progress import QUIET, Progress
+from ..settings import setting
 
 FILES = ("prefs.jsonl", "items.jsonl", "labels.txt")
 
@@ -31,9 +32,9 @@ class WriteExampleOptions:
 
     name: str
     folder: str | Path
-    budget: str = "0.02"
-    seed: int = 0
-    overwrite: bool = False
+    budget: str = setting("0.02", "--write: the share of the pool in prefs.jsonl, e.g. 0.02 or n=200")
+    seed: int = setting(0, "--write: seed of the split")
+    overwrite: bool = setting(False, "--write: replace the files if they exist", action="store_true")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from ..output import output_format
 from ..progress import QUIET, Progress
 from ..report import figures_folder, write_report
 from ..review import least_confident, out_of_fold, preference_rows, ranked, write_review
-from ..select import choose, write_to_label
+from ..select import SELECTORS, choose, write_to_label
+from ..settings import setting
 from .common import Model, ModelOptions, at_least, readable
 
 
@@ -32,8 +33,8 @@ class SelectOptions:
     n: int
     bank: str | Path | None = None
     labels: str | Path | None = None
-    selector: str = "auto"
-    seed: int = 0
+    selector: str = setting("auto", "auto: cover without a bank, uncertain with one", choices=("auto", *SELECTORS))
+    seed: int = setting(0, "the same seed, the same choice")
     fields: Sequence[str] | None = None
     text_field: str | None = None
     label_field: str | None = None
@@ -89,9 +90,9 @@ class ReviewOptions:
     bank: str | Path
     output: str | Path
     labelled: str | Path | None = None
-    n: int = 100
-    folds: int = 5
-    seed: int = 0
+    n: int = setting(100, "least confident labelled items to add")
+    folds: int = setting(5, "cross-fitting folds")
+    seed: int = setting(0, "seed of the fold splits")
     overwrite: bool = False
     model: ModelOptions = field(default_factory=ModelOptions)
 
