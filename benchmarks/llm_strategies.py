@@ -380,5 +380,35 @@ def actions_table(data: dict) -> list[str]:
         shown += 1
     return lines if shown else []
 
+
+def side_by_side(datas: list[dict]) -> str | None:
+    """The runs two or more models share (the same dataset, budget, seed and strategy, so the same
+    preference samples and evaluation items), one row per model: X, X+cm, X+cm_best, kNN, the weight
+    X+cm_best gives X's answer, and what the paper's rule's re-asks did. None if no run is shared."""
+    keys = [set(d.get("runs", {})) for d in datas]
+    shared = sorted(k for k in set().union(*keys) if sum(k in found for found in keys) > 1)
+    if not shared:
+        return None
+    lines = ["| dataset | budget | seed | X | model | X | X+cm | X+cm_best | kNN | X+cm_best's weight on X | "
+             "re-asked: X right -> X+cm right |", "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    for key in shared:
+        for data in datas:
+            run = data["runs"].get(key)
+            if run is None:
+                continue
+            r = run["result"]
+            strategy = next((m for m in r["methods"] if m in STRATEGIES), SCORE)
+            x = "base" if strategy == SCORE else strategy
+            name = (lambda m: m) if x == "base" else (lambda m: f"{x}+{m}")
+            methods = r["methods"]
+            reask = methods[name("cm")].get("actions", {}).get("reask", {})
+            lines.append(f"| {r['dataset']} | {r['budget']} | {r['seed']} | {strategy} | {data['model']} | "
+                         f"{methods[x]['accuracy']:.3f} | {methods[name('cm')]['accuracy']:.3f} | "
+                         f"{methods[name('cm_best')]['accuracy']:.3f} | {methods['knn']['accuracy']:.3f} | "
+                         f"{methods[name('cm_best')].get('weights', {}).get('annotator', 0.0):+.2f} | "
+                         + (f"{reask['answer_right']} -> {reask['label_right']} of {reask['n']} |" if reask else "|"))
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -33,7 +33,7 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from llm_strategies import letters_line, table as llm_table  # noqa: E402
+from llm_strategies import letters_line, side_by_side, table as llm_table  # noqa: E402
 from encoders import COMPARED, RESULTS as ENCODERS, accuracy_table, speed_block  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -215,6 +215,10 @@ def llm_strategies() -> str | None:
                      "samples cost too;\nwall time is one run's whole `cmalign bench`, on a machine shared with "
                      "other work:\n\n" + llm_table(data) + "\n\n"
                      + (letters_line(data) + "\n\n" if data.get("letters") else "") + source_line(*data["runs"].values()))
+    shared = side_by_side([json.loads(path.read_text()) for path in paths])
+    if shared:
+        parts.append("The models side by side on the runs they share (the same seed, so the same preference samples "
+                     "and evaluation items):\n\n" + shared)
     return "\n\n".join(parts)
 
 

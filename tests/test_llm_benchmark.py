@@ -68,3 +68,23 @@ def test_a_cached_only_run_with_an_answer_missing_fails_and_keeps_the_json(smoll
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "failed" in proc.stderr
     assert out.read_text() == '{"runs": {}}\n'
+
+
+def test_two_models_are_shown_side_by_side_on_the_runs_they_share():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from llm_strategies import side_by_side
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    results = SCRIPT.parent / "results" / "llm"
+    small, large = (json.loads((results / f"qwen2.5-coder-{size}.json").read_text()) for size in ("0.5b", "1.5b"))
+    shared = sorted(set(small["runs"]) & set(large["runs"]))
+    assert shared  # the committed results measure both models on one run at least
+    rows = side_by_side([small, large]).splitlines()[2:]
+    assert len(rows) == 2 * len(shared)
+    for i, row in enumerate(rows):  # each shared run, the smaller model first
+        data = (small, large)[i % 2]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        run = data["runs"][shared[i // 2]]["result"]
+        assert cells[4] == data["model"] and float(cells[5]) == round(run["methods"][cells[3]]["accuracy"], 3)
+    assert side_by_side([small, {"model": "other", "runs": {}}]) is None
