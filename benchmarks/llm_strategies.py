@@ -234,13 +234,14 @@ def letters(cache: Path, datasets: list[str]) -> dict:
     """What the scorer's lettered options read as, per dataset with score runs, from every such reply in
     the cache (one page of options: label sets of at most 20): how often each letter is the likeliest;
     how often the likeliest option is the text's label; the same once each letter's mean log-probability
-    over the replies is taken away (a bias of the model towards a letter, whatever the text, removed);
-    and how often the most common label is the text's, for scale."""
+    over the replies is taken away (a bias of the model towards a letter, whatever the text, removed),
+    and once the content-free texts' lean is (the scorer's calibration, where their replies are in the
+    cache); and how often the most common label is the text's, for scale."""
     import sqlite3
 
     import numpy as np
 
-    from cmalign.annotators.openai_score import CODES, option_logprobs
+    from cmalign.annotators.openai_score import CODES, CONTENT_FREE, NoOption, option_logprobs
     from cmalign.chat.backend import TokenChoice
     from cmalign.data import load_bundled
 
@@ -253,16 +254,22 @@ def letters(cache: Path, datasets: list[str]) -> dict:
             continue
         gold = {i.text: i.label for i in (*(ds.large or ()), *ds.small)}
         system = None
-        scores, truth = [], []
+        scores, truth, free = [], [], []
         for request, logprobs in rows:
             messages = json.loads(request)["messages"]
             options = [line.split(". ", 1)[1] for line in messages[0]["content"].splitlines()
                        if len(line) > 3 and line[0] in CODES and line[1:3] == ". "]
             text = messages[-1]["content"].removeprefix("Text: ").rsplit("\nOption:", 1)[0]
-            if options != list(ds.labels.labels) or text not in gold:
+            if options != list(ds.labels.labels) or (text not in gold and text not in CONTENT_FREE):
                 continue
             system = messages[0]["content"]
             choices = [TokenChoice(t, lp, tuple(map(tuple, alts))) for t, lp, alts in json.loads(logprobs)]
+            if text not in gold:
+                try:
+                    free.append(np.exp(option_logprobs(choices, len(options))))
+                except NoOption:  # left out, as the scorer leaves it out
+                    pass
+                continue
             scores.append(option_logprobs(choices, len(options)))
             truth.append(ds.labels.index(gold[text]))
         if system is None:
@@ -274,6 +281,9 @@ def letters(cache: Path, datasets: list[str]) -> dict:
                        "accuracy": round(float((S.argmax(axis=1) == y).mean()), 3),
                        "accuracy_letter_bias_removed": round(float(((S - S.mean(axis=0)).argmax(axis=1) == y).mean()), 3),
                        "most_common_label_share": round(float(np.bincount(y).max() / len(y)), 3)}
+        if free:
+            lean = np.log(np.mean(free, axis=0))
+            found[name]["accuracy_calibrated"] = round(float(((S - lean).argmax(axis=1) == y).mean()), 3)
     return found
 
 
@@ -282,10 +292,12 @@ def letters_line(data: dict) -> str:
     out = []
     for name, d in data.get("letters", {}).items():
         shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in d["likeliest_letter_share"].items())
+        calibrated = (f", and for {100 * d['accuracy_calibrated']:.1f}% once the content-free texts' lean is (the "
+                      "scorer's calibration)") if "accuracy_calibrated" in d else ""
         out.append(f"`score` on {name}, every lettered-option reply in the cache ({d['replies']}): the likeliest "
                    f"letter is {shares}; the likeliest option is the text's label for {100 * d['accuracy']:.1f}%, "
                    f"and for {100 * d['accuracy_letter_bias_removed']:.1f}% once each letter's mean log-probability "
-                   f"is taken away, against {100 * d['most_common_label_share']:.1f}% for the most common label.")
+                   f"is taken away{calibrated}, against {100 * d['most_common_label_share']:.1f}% for the most common label.")
     return "\n".join(out)
 
 

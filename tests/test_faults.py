@@ -11,7 +11,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -42,8 +41,14 @@ def backend(fake: FaultServer, tmp_path: Path, **options) -> OpenAIChatBackend:
     return OpenAIChatBackend("fake", base_url=fake.url, cache=ResponseCache(tmp_path / "cache.sqlite"), **options)
 
 
+def scorer(chat: OpenAIChatBackend) -> OpenAILabelScorer:
+    """openai-score without its content-free requests: each request here is a text's, in the order the
+    fault plans follow (the calibration is tested in test_openai_score.py)."""
+    return OpenAILabelScorer(chat, calibrate=False)
+
+
 def annotator(kind: str, chat: OpenAIChatBackend):
-    return ChatAnnotator(chat) if kind == "chat" else OpenAILabelScorer(chat)
+    return ChatAnnotator(chat) if kind == "chat" else scorer(chat)
 
 
 def expected(text: str) -> str:
@@ -159,7 +164,7 @@ def test_log_probabilities_that_are_no_probabilities_are_an_error_and_never_cach
     chat = backend(fake, tmp_path)
     with pytest.raises(BackendError, match=f"^openai:fake at {fake.url}: the reply gives the token 'B' a "
                                            f"log-probability of {value}") as error:
-        OpenAILabelScorer(chat).annotate([TEXTS[0], TEXTS[1]], LABELS)
+        scorer(chat).annotate([TEXTS[0], TEXTS[1]], LABELS)
     assert "\n" not in str(error.value)
     assert fake.seen == 2  # not retried: the server would say it again
     assert [r["text"] for r in cache_rows(tmp_path / "cache.sqlite")] == ["A"]
@@ -168,7 +173,7 @@ def test_log_probabilities_that_are_no_probabilities_are_an_error_and_never_cach
 def test_an_alternative_that_cannot_follow_is_kept_as_a_finite_log_probability(fake, tmp_path):
     fake.plan = ["minus-inf"]
     chat = backend(fake, tmp_path)
-    (answer,) = OpenAILabelScorer(chat).annotate([TEXTS[2]], LABELS)
+    (answer,) = scorer(chat).annotate([TEXTS[2]], LABELS)
     assert answer.label == "weather" and answer.scores[1] < 1e-3 < answer.scores[2]
     (row,) = cache_rows(tmp_path / "cache.sqlite")
     assert json.loads(row["logprobs"])[0][2][-1] == ["B", -9999.0]
@@ -176,7 +181,7 @@ def test_an_alternative_that_cannot_follow_is_kept_as_a_finite_log_probability(f
 
 def test_a_healthy_server_gets_the_requests_it_always_got(fake, tmp_path):
     ChatAnnotator(backend(fake, tmp_path)).annotate([TEXTS[0]], LABELS)
-    OpenAILabelScorer(backend(fake, tmp_path)).annotate([TEXTS[0]], LABELS)
+    scorer(backend(fake, tmp_path)).annotate([TEXTS[0]], LABELS)
     chat, scored = fake.bodies
     assert set(chat) == {"model", "messages", "max_tokens", "temperature", "top_p", "seed"}
     assert (chat["model"], chat["max_tokens"], chat["temperature"], chat["top_p"], chat["seed"]) == ("fake", 24, 0.0,
@@ -189,16 +194,16 @@ def test_top_logprobs_naming_no_option_letter_are_an_error_never_the_first_label
     chat = backend(fake, tmp_path)
     with pytest.raises(CmalignError, match=r"the reply names no option letter A-C among its likely first tokens "
                                            r"\('The', 'I', 'Sure'\): the model does not answer with a letter"):
-        OpenAILabelScorer(chat).annotate([TEXTS[2]], LABELS)
+        scorer(chat).annotate([TEXTS[2]], LABELS)
     assert cache_rows(tmp_path / "cache.sqlite") == []
     # such a reply kept by an older cmalign is asked again, and the server's right answer replaces it
-    scorer = OpenAILabelScorer(chat)
-    (request,) = scorer.requests(TEXTS[2], LABELS)
+    scoring = scorer(chat)
+    (request,) = scoring.requests(TEXTS[2], LABELS)
     with sqlite3.connect(tmp_path / "cache.sqlite") as db:
         db.execute("INSERT INTO completions VALUES (?, 'openai:fake', ?, 'The', 40, 1, 'stop', 0, ?)",
                    (request.key(chat.model_id), ResponseCache.record(chat.model_id, request),
                     json.dumps([["The", -0.5, [["The", -0.5], ["I", -1.2]]]])))
-    assert scorer.annotate([TEXTS[2]], LABELS)[0].label == "weather"
+    assert scoring.annotate([TEXTS[2]], LABELS)[0].label == "weather"
     assert fake.seen == 2 and len(cache_rows(tmp_path / "cache.sqlite")) == 1
 
 
@@ -266,17 +271,17 @@ def test_the_help_says_max_calls_counts_retries():
 def test_a_cache_row_that_cannot_be_read_is_dropped_and_asked_again(fake, tmp_path):
     path = tmp_path / "cache.sqlite"
     first = backend(fake, tmp_path)
-    scorer = OpenAILabelScorer(first)
-    assert [a.label for a in scorer.annotate(TEXTS, LABELS)] == [expected(t) for t in TEXTS]
+    scoring = scorer(first)
+    assert [a.label for a in scoring.annotate(TEXTS, LABELS)] == [expected(t) for t in TEXTS]
     assert fake.seen == 4
-    keys = [r.key(first.model_id) for t in TEXTS for r in scorer.requests(t, LABELS)]
+    keys = [r.key(first.model_id) for t in TEXTS for r in scoring.requests(t, LABELS)]
     with sqlite3.connect(path) as db:
         db.execute("UPDATE completions SET logprobs = 'not json' WHERE key = ?", (keys[0],))
         db.execute("UPDATE completions SET logprobs = '[[\"A\", NaN, []]]' WHERE key = ?", (keys[1],))
         db.execute("UPDATE completions SET text = X'00ff' WHERE key = ?", (keys[2],))
         db.execute("UPDATE completions SET prompt_tokens = 'many' WHERE key = ?", (keys[3],))
     again = backend(fake, tmp_path)
-    assert [a.label for a in OpenAILabelScorer(again).annotate(TEXTS, LABELS)] == [expected(t) for t in TEXTS]
+    assert [a.label for a in scorer(again).annotate(TEXTS, LABELS)] == [expected(t) for t in TEXTS]
     assert fake.seen == 8 and again.usage.cache_hits == 0
     assert len(cache_rows(path)) == 4
 
@@ -413,11 +418,11 @@ def test_nan_log_probabilities_from_a_real_server_stop_openai_score_and_are_not_
     from llm_server import MODEL_ALIAS
 
     proxy.plan = ["pass", "nan-logprobs"]
-    scorer = OpenAILabelScorer(OpenAIChatBackend(MODEL_ALIAS, base_url=proxy.url, concurrency=1,
-                                                 cache=ResponseCache(tmp_path / "c.sqlite")))
+    scored = scorer(OpenAIChatBackend(MODEL_ALIAS, base_url=proxy.url, concurrency=1,
+                                    cache=ResponseCache(tmp_path / "c.sqlite")))
     with pytest.raises(BackendError, match=f"^openai:{MODEL_ALIAS} at {proxy.url}: the reply gives the token .* a "
                                            "log-probability of nan"):
-        scorer.annotate(["wake me at seven", "play some jazz"], LABELS)
+        scored.annotate(["wake me at seven", "play some jazz"], LABELS)
     assert proxy.seen == 2
     with sqlite3.connect(tmp_path / "c.sqlite") as db:
         (logprobs,) = db.execute("SELECT logprobs FROM completions").fetchone()

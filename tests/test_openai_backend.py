@@ -371,16 +371,17 @@ def test_label_scores_from_the_servers_log_probabilities_then_a_rerun_sends_noth
     methods = result["methods"]
     assert {"base", "cm", "cm_remap", "cm_marg", "cm_best", "knn", "logreg"} <= set(methods)
     assert all("ece" in methods[m] for m in ("base", "cm_marg", "cm_stack", "cm_best"))
-    # 18 labels: one request an item; CM's re-asks read the scores already paid for
-    assert methods["base"]["annotator_calls"] == methods["cm"]["annotator_calls"] == 6
+    # 18 labels: one request an item, and the three content-free texts once; CM's re-asks read the
+    # scores already paid for
+    assert methods["base"]["annotator_calls"] == methods["cm"]["annotator_calls"] == 6 + 3
     assert methods["cm"]["fit_annotator_calls"] == 12 and methods["base"]["annotator_tokens"] > 6 * 50
-    assert result["usage"]["sent"] == proxy.seen == 18
-    assert "18 requests, 0 from the cache, 18 sent" in err
+    assert result["usage"]["sent"] == proxy.seen == 21
+    assert "21 requests, 0 from the cache, 21 sent" in err
 
     code, out, err = _main(capsys, *args)
     assert code == 0, err
     again = json.loads(out)
-    assert again["usage"]["sent"] == 0 and proxy.seen == 18
+    assert again["usage"]["sent"] == 0 and proxy.seen == 21
 
     def timeless(methods):
         return {name: {k: v for k, v in m.items() if k != "fit_seconds"} for name, m in methods.items()}
@@ -397,13 +398,14 @@ def test_a_large_label_set_is_scored_in_pages_by_the_real_server(server, tmp_pat
     scorer = OpenAILabelScorer(backend(server.url, tmp_path))
     texts = ["my card has not arrived yet", "I want to top up by bank transfer"]
     answers = scorer.annotate(texts, labels)
-    assert scorer.backend.usage.sent == 6  # three pages of 15 labels and "none of these" each
+    # three pages of 15 labels and "none of these" each, for the two texts and the three content-free ones
+    assert scorer.backend.usage.sent == 15
     for a in answers:
         assert a.label in labels and a.scores.shape == (45,) and np.all(a.scores > 0)
         assert a.scores.sum() == pytest.approx(1.0) and a.label == labels.labels[a.scores.argmax()]
     within = [tuple(labels.labels[:2]), tuple(labels.labels[40:43])]
     again = scorer.annotate(texts, labels, candidates=within)
-    assert scorer.backend.usage.sent == 6 and [a.label in c for a, c in zip(again, within)] == [True, True]
+    assert scorer.backend.usage.sent == 15 and [a.label in c for a, c in zip(again, within)] == [True, True]
 
 
 def test_fit_plans_then_annotates_through_label_scores(proxy, preferences, tmp_path, capsys):
@@ -412,17 +414,17 @@ def test_fit_plans_then_annotates_through_label_scores(proxy, preferences, tmp_p
     bank = tmp_path / "bank.json"
     code, _, err = _main(capsys, "fit", str(preferences), "-o", str(bank), *common, "--dry-run")
     assert code == 0, err
-    assert _plan(err)[0] == 10 and proxy.seen == 0 and not bank.exists()
+    assert _plan(err)[0] == 10 + 3 and proxy.seen == 0 and not bank.exists()  # and the content-free texts
     code, _, err = _main(capsys, "fit", str(preferences), "-o", str(bank), *common)
     assert code == 0, err
-    assert _spent(err)[0] == 10 == proxy.seen
+    assert _spent(err)[0] == 13 == proxy.seen
     assert json.loads(bank.read_text())["annotator"].startswith(f"openai:{MODEL_ALIAS}:option-scoring:")
     unlabelled = tmp_path / "new.jsonl"
     unlabelled.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["wake me up at 6", "any rain later"]))
     code, _, err = _main(capsys, "annotate", str(unlabelled), "--bank", str(bank), "-o", str(tmp_path / "out.jsonl"),
                          *common)
     assert code == 0, err
-    assert proxy.seen == 12  # one request an item (18 labels), the learning step's included
+    assert proxy.seen == 15  # one request an item (18 labels), the learning step's included
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     labels = {json.loads(line)["label"] for line in preferences.read_text().splitlines()}
     assert all(r["method"] == "cm_best" and r["label"] in labels and 0 < r["confidence"] <= 1 for r in rows), rows

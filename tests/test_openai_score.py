@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from cmalign.annotators.openai_score import CODES, OpenAILabelScorer, option_logprobs, pages
+from cmalign.annotators.openai_score import CODES, CONTENT_FREE, OpenAILabelScorer, option_logprobs, pages
 from cmalign.chat.backend import ChatBackend, ChatRequest, Completion, ResponseCache, TokenChoice
 from cmalign.labels import LabelSet
 
@@ -48,12 +48,15 @@ def test_a_reply_that_opens_with_a_bracket_is_read_at_its_letter():
 
 
 class Scripted(ChatBackend):
-    """Answers each request with log-probabilities that favour the option naming the text's label."""
+    """Answers each request with log-probabilities that favour the option naming the text's label
+    (a content-free text's: none), and the letter ``lean`` whatever the text; ``mute`` replies to a
+    content-free text with words, no letter."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, lean: str | None = None, mute: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.sent: list[ChatRequest] = []
         self.refuse: set[str] = set()
+        self.lean, self.mute = lean, mute
 
     @property
     def model_id(self) -> str:
@@ -68,10 +71,17 @@ class Scripted(ChatBackend):
                 store(i, Completion("", 0, 0, finish_reason="rejected: too long"))
                 continue
             options = [line.split(". ", 1) for line in system.splitlines() if line[:2] in {f"{c}." for c in CODES}]
-            wanted = next((code for code, option in options if option == text.split()[0]), options[-1][0])
-            alternatives = ((wanted, math.log(0.7)),) + tuple((c, math.log(0.3 / len(options)))
-                                                               for c, _ in options if c != wanted)
-            store(i, Completion(wanted, 40, 1, logprobs=(TokenChoice(wanted, alternatives[0][1], alternatives),)))
+            if text in CONTENT_FREE and self.mute:
+                words = (("The", math.log(0.6)), ("I", math.log(0.3)))
+                store(i, Completion("The", 40, 1, logprobs=(TokenChoice("The", words[0][1], words),)))
+                continue
+            wanted = None if text in CONTENT_FREE else \
+                next((code for code, option in options if option == text.split()[0]), options[-1][0])
+            weight = {code: 0.05 + 0.4 * (code == wanted) + 0.45 * (code == self.lean) for code, _ in options}
+            total = sum(weight.values())
+            alternatives = tuple((code, math.log(w / total)) for code, w in sorted(weight.items(), key=lambda cw: -cw[1]))
+            store(i, Completion(alternatives[0][0], 40, 1,
+                                logprobs=(TokenChoice(alternatives[0][0], alternatives[0][1], alternatives),)))
 
 
 LABELS = LabelSet.of([f"label{j:02d}" for j in range(45)])
@@ -82,20 +92,21 @@ def test_a_large_label_set_is_scored_in_pages_and_a_reask_sends_nothing(tmp_path
     scorer = OpenAILabelScorer(backend)
     texts = ["label07 please", "label33 now", "label44"]
     answers = scorer.annotate(texts, LABELS)
-    assert len(backend.sent) == 3 * 3 and scorer.calls == 9  # 45 labels: three pages of 15 and "none"
+    # 45 labels: three pages of 15 and "none", for each text and, once, for each content-free text
+    assert len(backend.sent) == 3 * 3 + 3 * 3 and scorer.calls == 18
     assert all(r.top_logprobs == len(CODES) and r.max_tokens == 2 for r in backend.sent)
     assert [a.label for a in answers] == ["label07", "label33", "label44"]
     for a in answers:
         assert a.scores.shape == (45,) and a.scores.sum() == pytest.approx(1.0) and a.scores.max() > 0.1
     # CM's re-ask within candidates reads the same scores: no request, the best allowed label
     again = scorer.annotate(texts, LABELS, candidates=[("label01", "label07"), ("label02", "label03"), None])
-    assert len(backend.sent) == 9
+    assert len(backend.sent) == 18
     assert again[0].label == "label07" and again[1].label in ("label02", "label03") and again[2].label == "label44"
     assert set(np.flatnonzero(again[1].scores)) == {2, 3}
     # a new process reads the letters' log-probabilities back from the cache: nothing sent, same scores
     fresh = Scripted(cache=ResponseCache(tmp_path / "c.sqlite"))
     replayed = OpenAILabelScorer(fresh).annotate(texts, LABELS)
-    assert fresh.sent == [] and fresh.usage.cache_hits == 9
+    assert fresh.sent == [] and fresh.usage.cache_hits == 18
     for a, b in zip(answers, replayed):
         np.testing.assert_allclose(a.scores, b.scores)
 
@@ -109,7 +120,8 @@ def test_a_refused_text_has_no_answer_and_is_asked_again(tmp_path):
     assert answers[1].label is None and answers[1].raw == "" and np.allclose(answers[1].scores, 1 / 45)
     backend.refuse = set()
     assert scorer.annotate(["label03 and a very long text"], LABELS)[0].label == "label03"
-    assert len(backend.sent) == 9  # the refused text's three pages once more, the other's not
+    # the refused text's three pages once more; not the other's, nor the content-free texts'
+    assert len(backend.sent) == 9 + 2 * 3 + 3
 
 
 def test_a_dry_run_counts_every_page_and_sends_nothing():
@@ -117,9 +129,33 @@ def test_a_dry_run_counts_every_page_and_sends_nothing():
     scorer = OpenAILabelScorer(backend)
     with backend.dry() as plan:
         answers = scorer.annotate(["label01", "label02"], LABELS)
-    assert plan.requests == 6 and plan.max_completion_tokens == 12 and backend.sent == []
+    assert plan.requests == 6 + 9 and plan.max_completion_tokens == 30 and backend.sent == []
     assert all(a.label is None for a in answers)
     assert scorer.annotate(["label01"], LABELS)[0].label == "label01"  # nothing kept from the dry run
+
+
+SMALL = LabelSet.of(["alarm", "music", "weather"])
+LEANING = ["music please", "weather today", "alarm at seven"]
+
+
+def test_a_models_lean_towards_a_letter_is_taken_out_of_its_scores():
+    raw = OpenAILabelScorer(Scripted(lean="A"), calibrate=False).annotate(LEANING, SMALL)
+    assert [a.label for a in raw] == ["alarm", "alarm", "alarm"]  # "A" whatever the text
+    backend = Scripted(lean="A")
+    scorer = OpenAILabelScorer(backend)
+    assert [a.label for a in scorer.annotate(LEANING, SMALL)] == ["music", "weather", "alarm"]
+    asked = [r.message_dicts()[1]["content"] for r in backend.sent]
+    assert asked[:3] == [f"Text: {t}\nOption:" for t in CONTENT_FREE] and len(asked) == 6
+    assert [a.label for a in scorer.annotate(["music again"], SMALL)] == ["music"]
+    assert len(backend.sent) == 7  # the content-free texts once per label set
+    assert scorer.identity != OpenAILabelScorer(backend, calibrate=False).identity
+
+
+def test_content_free_replies_naming_no_letter_are_left_out_not_an_error():
+    backend = Scripted(lean="A", mute=True)
+    answers = OpenAILabelScorer(backend).annotate(LEANING, SMALL)
+    assert [a.label for a in answers] == ["alarm", "alarm", "alarm"]  # nothing to calibrate with: as given
+    assert len(backend.sent) == 6
 
 
 def test_requests_without_log_probabilities_keep_their_cache_keys():
@@ -150,8 +186,8 @@ def test_max_calls_counts_every_page_before_anything_is_sent():
     from cmalign.chat.backend import BudgetExceeded
 
     backend = Scripted(max_calls=5)
-    with pytest.raises(BudgetExceeded, match="needs 6 new requests"):
-        OpenAILabelScorer(backend).annotate(["label01", "label02"], LABELS)  # 2 texts x 3 pages
+    with pytest.raises(BudgetExceeded, match="needs 15 new requests"):
+        OpenAILabelScorer(backend).annotate(["label01", "label02"], LABELS)  # (2 texts + 3 content-free) x 3 pages
     assert backend.sent == []
 
 

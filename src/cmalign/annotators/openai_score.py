@@ -8,10 +8,19 @@ of more than 20 is shown in pages of 19 options and a 20th, "none of these", one
 page, where the page's "none" keeps the mass of a page that does not hold the answer.
 
 So every label gets a score, every answer is in the set, and CM's re-ask within candidates is a
-narrower softmax over scores already paid for (no request). The requests go through the chat
-backend: cache, retries, the call cap, the dry run and usage work as for ``openai:``. A server
-that gives no log-probabilities is one clear error naming it and the chat path instead, and so is
-a reply whose likely first tokens name no option letter: it scores nothing, and is never cached.
+narrower softmax over scores already paid for (no request).
+
+A small model leans on some letters whatever the text says (one answering "A" for two texts in three
+is common). The scores are calibrated against that lean, as in Zhao et al. (2021), "Calibrate Before
+Use": each page is also asked with three texts that say nothing (``N/A``, an empty text, ``[MASK]``),
+once per label set, and a label's score is its letter's log-probability for the text less the log of
+its mean probability over those three. A content-free text whose reply names no letter is left out
+of the mean; a page none of them answers keeps its letters' log-probabilities as they are.
+
+The requests go through the chat backend: cache, retries, the call cap, the dry run and usage work
+as for ``openai:``. A server that gives no log-probabilities is one clear error naming it and the
+chat path instead, and so is a reply whose likely first tokens name no option letter: it scores
+nothing, and is never cached.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ from ..labels import LabelSet
 from ..prompting.prompts import Prompts
 from .base import ScoringAnnotator
 
+# texts that say nothing, whose answers show a model's lean towards letters (Zhao et al., 2021)
+CONTENT_FREE = ("N/A", "", "[MASK]")
 CODES = "ABCDEFGHIJKLMNOPQRST"  # 20 letters: the most alternatives OpenAI gives a token
 # a token that reads as one option letter: "A", " A", "A.", "(A)", "**A"; not "Al" or "a"
 _CODE_TOKEN = re.compile(r"^[\s(\[*\"'`]*([A-T])[\s.):\]*\"'`]*$")
@@ -87,12 +98,14 @@ class OpenAILabelScorer(ScoringAnnotator):
     log-probabilities of lettered options.
 
     ``calls`` and ``tokens`` count the requests asked for and their tokens (cache hits included:
-    the cost on a cold cache); a re-ask within candidates costs none.
+    the cost on a cold cache); a re-ask within candidates costs none. ``calibrate`` (the default)
+    asks each page three content-free texts once per label set and takes their lean towards letters
+    out of the scores (see the module's account).
 
     Examples
     --------
-    Every label of a small label set fits one page of options: one request an item (counted here
-    by a dry run, which sends nothing).
+    Every label of a small label set fits one page of options: one request an item, and three once
+    for the calibration (counted here by a dry run, which sends nothing).
 
     >>> from cmalign.chat.backend import ResponseCache
     >>> from cmalign.chat.openai_api import OpenAIChatBackend
@@ -101,16 +114,18 @@ class OpenAILabelScorer(ScoringAnnotator):
     >>> with backend.dry() as plan:
     ...     _ = scorer.annotate(["wake me up at 7", "play jazz"], LabelSet.of(["alarm", "music"]))
     >>> plan.requests, plan.max_completion_tokens
-    (2, 4)
+    (5, 10)
     """
 
     counts_own_calls = True
     max_tokens = 2  # the letter, and room for a space or bracket before it
 
-    def __init__(self, backend: ChatBackend, *, prompts: Prompts | None = None) -> None:
+    def __init__(self, backend: ChatBackend, *, prompts: Prompts | None = None, calibrate: bool = True) -> None:
         super().__init__()
         self.backend = backend
         self.prompts = prompts or Prompts()
+        self.calibrate = calibrate
+        self._leans: dict[tuple[str, ...], np.ndarray] = {}  # per label set: what calibration takes away
         self.tokens = 0
         # scores of recent (labels, text) pairs: a re-ask within candidates reads them, not the server
         self._scores: OrderedDict[tuple[tuple[str, ...], str], np.ndarray] = OrderedDict()
@@ -120,7 +135,9 @@ class OpenAILabelScorer(ScoringAnnotator):
     def identity(self) -> str:
         p = self.prompts
         prompt = hashlib.sha256("\x00".join((p.options_system, p.options_query, p.options_none)).encode())
-        return f"{self.backend.model_id}:option-scoring:pages-of-{len(CODES)}:prompt-{prompt.hexdigest()[:8]}"
+        calibrated = ":calibrated" if self.calibrate else ""
+        return (f"{self.backend.model_id}:option-scoring:pages-of-{len(CODES)}:prompt-{prompt.hexdigest()[:8]}"
+                f"{calibrated}")
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - one entry per label set, for this scorer's life
     def _systems(self, labels: LabelSet) -> tuple[str, ...]:
@@ -136,6 +153,8 @@ class OpenAILabelScorer(ScoringAnnotator):
     def _check(self, options: dict[ChatRequest, int]):
         """The backend's check of a reply: it names one of its request's options (see :func:`option_logprobs`)."""
         def check(request: ChatRequest, completion: Completion) -> str | None:
+            if request not in options:  # a content-free text's: one naming no letter is left out
+                return None
             try:
                 if completion.logprobs is None:  # a text without them is the backend's own error (NoLogprobs)
                     raise NoOption("the reply is empty: it names no option letter")
@@ -151,6 +170,27 @@ class OpenAILabelScorer(ScoringAnnotator):
         query = {"role": "user", "content": self.prompts.options_query.format(text=text)}
         return [ChatRequest.of([{"role": "system", "content": system}, query], max_tokens=self.max_tokens,
                                top_logprobs=len(CODES)) for system in self._systems(labels)]
+
+    def _learn_lean(self, completions: Sequence[Completion], labels: LabelSet) -> np.ndarray:
+        """Per label, the log of its letter's mean probability over the content-free texts' replies
+        (``completions``: each text's pages in turn). A reply naming no letter is left out; a page
+        none names a letter on keeps zeros. Kept for the label set once every reply came back."""
+        layout = pages(len(labels))
+        none = int(len(layout) > 1)
+        lean = np.zeros(len(labels))
+        for k, page in enumerate(layout):
+            shares = []
+            for completion in completions[k::len(layout)]:
+                try:
+                    if completion.logprobs is not None:
+                        shares.append(np.exp(option_logprobs(completion.logprobs, len(page) + none)))
+                except NoOption:
+                    continue
+            if shares:
+                lean[page.start:page.stop] = np.log(np.mean(shares, axis=0))[:len(page)]
+        if all(c.logprobs is not None for c in completions):  # not a dry run's, nor a refused one's
+            self._leans[labels.labels] = lean
+        return lean
 
     def _row(self, completions: Sequence[Completion], labels: LabelSet) -> np.ndarray | None:
         """One text's score per label from its pages' completions (None: a page went unanswered)."""
@@ -168,22 +208,29 @@ class OpenAILabelScorer(ScoringAnnotator):
         requests were refused (or not sent: a dry run), which then has no answer."""
         todo = [t for t in dict.fromkeys(texts) if (labels.labels, t) not in self._scores]
         n = len(todo)
-        # page by page: consecutive requests share their system message, a prefix a server can
-        # keep computed (llama.cpp's key/value cache) or bill at a discount (OpenAI's prompt caching)
+        layout = pages(len(labels))
+        none = int(len(layout) > 1)
+        # the content-free texts first, once per label set; then page by page: consecutive requests
+        # share their system message, a prefix a server can keep computed (llama.cpp's key/value
+        # cache) or bill at a discount (OpenAI's prompt caching)
+        free = [r for t in CONTENT_FREE for r in self.requests(t, labels)] \
+            if self.calibrate and n and labels.labels not in self._leans else []
         per_text = [self.requests(t, labels) for t in todo]
-        none = int(len(pages(len(labels))) > 1)
-        options = {r: len(page) + none for rs in per_text for r, page in zip(rs, pages(len(labels)))}
-        completions = self.backend.complete([r for page in zip(*per_text) for r in page] if n else [],
+        options = {r: len(page) + none for rs in per_text for r, page in zip(rs, layout)}
+        completions = self.backend.complete(free + ([r for page in zip(*per_text) for r in page] if n else []),
                                             check=self._check(options))
         self.calls += len(completions)
         self.tokens += sum(c.tokens for c in completions)
+        lean = self._learn_lean(completions[:len(free)], labels) if free else \
+            self._leans.get(labels.labels, np.zeros(len(labels)))
+        completions = completions[len(free):]
         fresh = {}
         for i, text in enumerate(todo):
             row = self._row(completions[i::n], labels)
             if row is None:
                 fresh[text] = np.full(len(labels), np.nan)  # asked again next time
                 continue
-            self._scores[(labels.labels, text)] = row
+            self._scores[(labels.labels, text)] = row - lean
             if len(self._scores) > self._scores_size:
                 self._scores.popitem(last=False)
         rows = []
