@@ -204,8 +204,9 @@ class OpenAILabelScorer(ScoringAnnotator):
         return row
 
     def label_scores(self, texts: Sequence[str], labels: LabelSet) -> np.ndarray:
-        """Shape (texts, labels): the log-probability of each label's option; NaN for a text whose
-        requests were refused (or not sent: a dry run), which then has no answer."""
+        """Shape (texts, labels): the log-probability of each label's option, less the log of its mean
+        probability for the content-free texts when calibrating; NaN for a text whose requests were
+        refused (or not sent: a dry run), which then has no answer."""
         todo = [t for t in dict.fromkeys(texts) if (labels.labels, t) not in self._scores]
         n = len(todo)
         layout = pages(len(labels))
