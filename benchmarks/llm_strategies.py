@@ -231,58 +231,65 @@ SCORE_ID = "option-scoring"  # in a scorer's annotator identity: its runs are th
 
 
 def letters(cache: Path, datasets: list[str]) -> dict:
-    """What the scorer's lettered options read as, per dataset with score runs, from every such reply in
-    the cache (one page of options: label sets of at most 20): how often each letter is the likeliest;
-    how often the likeliest option is the text's label; the same once each letter's mean log-probability
-    over the replies is taken away (a bias of the model towards a letter, whatever the text, removed),
-    and once the content-free texts' lean is (the scorer's calibration, where their replies are in the
-    cache); and how often the most common label is the text's, for scale."""
+    """What the scorer's lettered options read as, per dataset with score runs, from every text whose
+    pages of options are all in the cache: how often each letter is a page's likeliest; how often the
+    likeliest option is the text's label; the same once each label's mean score over the texts is
+    taken away (a bias of the model towards a letter, whatever the text, removed), and once the
+    content-free texts' lean is (the scorer's calibration, where their replies are in the cache); and
+    how often the most common label is the text's, for scale."""
     import sqlite3
+    from collections import Counter
 
     import numpy as np
 
-    from cmalign.annotators.openai_score import CODES, CONTENT_FREE, NoOption, option_logprobs
+    from cmalign.annotators.openai_score import CODES, CONTENT_FREE, NoOption, option_logprobs, pages
     from cmalign.chat.backend import TokenChoice
     from cmalign.data import load_bundled
+    from cmalign.prompting import Prompts
 
     found = {}
     with sqlite3.connect(f"file:{cache}?mode=ro", uri=True) as db:
         rows = db.execute("SELECT request, logprobs FROM completions WHERE logprobs IS NOT NULL").fetchall()
     for name in datasets:
         ds = load_bundled(name)
-        if len(ds.labels) > len(CODES):
-            continue
+        layout = pages(len(ds.labels))
+        none = int(len(layout) > 1)
+        shown = [[ds.labels.labels[j] for j in page] + [Prompts().options_none] * none for page in layout]
         gold = {i.text: i.label for i in (*(ds.large or ()), *ds.small)}
-        system = None
-        scores, truth, free = [], [], []
+        replies: dict[str, dict[int, np.ndarray]] = {}  # text -> page -> its options' log-probabilities
+        free: list[list[np.ndarray]] = [[] for _ in layout]
+        letter = Counter()
         for request, logprobs in rows:
             messages = json.loads(request)["messages"]
             options = [line.split(". ", 1)[1] for line in messages[0]["content"].splitlines()
                        if len(line) > 3 and line[0] in CODES and line[1:3] == ". "]
             text = messages[-1]["content"].removeprefix("Text: ").rsplit("\nOption:", 1)[0]
-            if options != list(ds.labels.labels) or (text not in gold and text not in CONTENT_FREE):
+            if options not in shown or (text not in gold and text not in CONTENT_FREE):
                 continue
-            system = messages[0]["content"]
+            k = shown.index(options)
             choices = [TokenChoice(t, lp, tuple(map(tuple, alts))) for t, lp, alts in json.loads(logprobs)]
-            if text not in gold:
-                try:
-                    free.append(np.exp(option_logprobs(choices, len(options))))
-                except NoOption:  # left out, as the scorer leaves it out
-                    pass
+            try:
+                scored = option_logprobs(choices, len(options))
+            except NoOption:  # left out, as the scorer leaves it out
                 continue
-            scores.append(option_logprobs(choices, len(options)))
-            truth.append(ds.labels.index(gold[text]))
-        if system is None:
+            if text in gold:
+                replies.setdefault(text, {})[k] = scored
+                letter[CODES[scored.argmax()]] += 1
+            else:
+                free[k].append(np.exp(scored))
+        whole = [t for t, got in replies.items() if len(got) == len(layout)]
+        if not whole:
             continue
-        S, y = np.array(scores), np.array(truth)
-        top = np.bincount(S.argmax(axis=1), minlength=len(ds.labels)) / len(y)
-        found[name] = {"replies": len(y), "likeliest_letter_share": {CODES[i]: round(float(top[i]), 3)
-                                                                    for i in np.argsort(-top)[:3]},
+        S = np.array([np.concatenate([replies[t][k][:len(page)] for k, page in enumerate(layout)]) for t in whole])
+        y = np.array([ds.labels.index(gold[t]) for t in whole])
+        total = sum(letter.values())
+        found[name] = {"replies": len(y), "pages": len(layout),
+                       "likeliest_letter_share": {c: round(n / total, 3) for c, n in letter.most_common(3)},
                        "accuracy": round(float((S.argmax(axis=1) == y).mean()), 3),
                        "accuracy_letter_bias_removed": round(float(((S - S.mean(axis=0)).argmax(axis=1) == y).mean()), 3),
                        "most_common_label_share": round(float(np.bincount(y).max() / len(y)), 3)}
-        if free:
-            lean = np.log(np.mean(free, axis=0))
+        if all(free):
+            lean = np.concatenate([np.log(np.mean(f, axis=0))[:len(page)] for f, page in zip(free, layout)])
             found[name]["accuracy_calibrated"] = round(float(((S - lean).argmax(axis=1) == y).mean()), 3)
     return found
 
@@ -294,7 +301,8 @@ def letters_line(data: dict) -> str:
         shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in d["likeliest_letter_share"].items())
         calibrated = (f", and for {100 * d['accuracy_calibrated']:.1f}% once the content-free texts' lean is (the "
                       "scorer's calibration)") if "accuracy_calibrated" in d else ""
-        out.append(f"`score` on {name}, every lettered-option reply in the cache ({d['replies']}): the likeliest "
+        texts = f"{d['replies']} texts, {d['pages']} pages of options each" if d.get("pages", 1) > 1 else d["replies"]
+        out.append(f"`score` on {name}, every lettered-option reply in the cache ({texts}): the likeliest "
                    f"letter is {shares}; the likeliest option is the text's label for {100 * d['accuracy']:.1f}%, "
                    f"and for {100 * d['accuracy_letter_bias_removed']:.1f}% once each letter's mean log-probability "
                    f"is taken away{calibrated}, against {100 * d['most_common_label_share']:.1f}% for the most common label.")
