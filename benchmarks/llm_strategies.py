@@ -298,7 +298,8 @@ def letters_line(data: dict) -> str:
     """The letters' diagnostic in words, one sentence per dataset."""
     out = []
     for name, d in data.get("letters", {}).items():
-        shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in d["likeliest_letter_share"].items())
+        shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(d["likeliest_letter_share"].items(),
+                                                                   key=lambda kv: -kv[1]))  # JSON sorts keys
         calibrated = (f", and for {100 * d['accuracy_calibrated']:.1f}% once the content-free texts' lean is (the "
                       "scorer's calibration)") if "accuracy_calibrated" in d else ""
         texts = f"{d['replies']} texts, {d['pages']} pages of options each" if d.get("pages", 1) > 1 else d["replies"]
